@@ -1,0 +1,289 @@
+"""Settings from `newsletter.toml` and the environment.
+
+Every value is checked here, once, so the rest of the package can trust it; each error
+names the file and the key. Secrets (SMTP password, signing key) come only from the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter.errors import ConfigError
+
+CONFIG_NAME = "newsletter.toml"
+PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    label: str
+    aliases: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 587
+    tls: str = "starttls"  # "starttls" | "implicit" | "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    concurrency: int = 4
+    rate: float = 0.0  # messages per second over all connections; 0 = no limit
+    per_hour: int = 0  # 0 = no hourly cap
+    max_attempts: int = 5
+    max_per_connection: int = 1000
+    retry_delay: float = 1.0  # first backoff in seconds, doubled per attempt
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path  # the folder relative paths are resolved against
+    config_file: Path | None = None
+    name: str = "Newsletter"
+    from_address: str = "newsletter@example.com"
+    from_name: str = ""
+    reply_to: str = ""
+    base_url: str = "https://example.com"
+    web_url: str = ""  # where `newsletter serve` is reachable; defaults to base_url
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    language: str = "en"
+    postal_address: str = ""
+    unsubscribe_mailto: str = ""
+    content_dir: Path = Path("content")
+    post_url: str = "/posts/{slug}/"
+    categories: tuple[Category, ...] = ()
+    store_path: Path = Path("subscribers/newsletter.db")
+    outbox_dir: Path = Path("outbox")
+    templates_dir: Path = Path("templates")
+    max_html_bytes: int = 100_000
+    smtp: SmtpSettings | None = None
+    send: SendSettings = field(default_factory=SendSettings)
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.categories)
+
+    @property
+    def public_url(self) -> str:
+        return (self.web_url or self.base_url).rstrip("/")
+
+    def category(self, name: str) -> Category | None:
+        for cat in self.categories:
+            if cat.name == name:
+                return cat
+        return None
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    """`--config`, then `NEWSLETTER_CONFIG`, then `newsletter.toml` in the current folder."""
+    chosen = explicit or os.environ.get("NEWSLETTER_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found (check --config or NEWSLETTER_CONFIG)")
+        return path
+    here = Path.cwd() / CONFIG_NAME
+    return here if here.is_file() else None
+
+
+def load_settings(explicit: str | Path | None = None) -> Settings:
+    """Load the config file if there is one; otherwise the embedded defaults in the cwd."""
+    path = find_config(explicit)
+    if path is None:
+        return _build({}, Path.cwd(), None)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return _build(data, path.resolve().parent, path)
+
+
+class _Table:
+    """One TOML table; typed getters that name the file and key on error."""
+
+    def __init__(self, data: Any, where: str, prefix: str) -> None:
+        self.where, self.prefix = where, prefix
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: [{prefix}] must be a table")
+        self.data: dict[str, Any] = data
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {self.key(name)}: {why}")
+
+    def check_keys(self, allowed: set[str]) -> None:
+        for name in self.data:
+            if name not in allowed:
+                valid = ", ".join(sorted(allowed))
+                raise self.fail(name, f"unknown key (valid keys: {valid})")
+
+    def get(self, name: str, kind: type, default: Any) -> Any:
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(name, f"must be a {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        value = self.data.get(name, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(name, "must be a list of strings")
+        return tuple(value)
+
+    def positive(self, name: str, kind: type, default: Any, *, allow_zero: bool = False) -> Any:
+        value = self.get(name, kind, default)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise self.fail(name, "must be positive")
+        return value
+
+
+_SECTIONS = {"newsletter", "content", "categories", "store", "smtp", "send", "outbox", "web",
+             "templates"}
+
+
+def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
+    where = str(path) if path else "defaults"
+    top = _Table(data, where, "")
+    top.check_keys(_SECTIONS)
+
+    news = _Table(data.get("newsletter", {}), where, "newsletter")
+    news.check_keys({"name", "from", "from_name", "reply_to", "base_url", "timezone", "language",
+                     "postal_address", "unsubscribe_mailto", "max_html_bytes"})
+    tz_name = news.get("timezone", str, "UTC")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise news.fail("timezone", f"unknown IANA timezone {tz_name!r} (e.g. 'Asia/Shanghai')"
+                        ) from exc
+    base_url = news.get("base_url", str, "https://example.com").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise news.fail("base_url", "must start with https:// (or http://)")
+    from_address = news.get("from", str, "newsletter@example.com")
+    if "@" not in from_address or any(c in from_address for c in "\r\n<> "):
+        raise news.fail("from", "must be a plain address like news@example.com")
+
+    content = _Table(data.get("content", {}), where, "content")
+    content.check_keys({"dir", "post_url"})
+    store = _Table(data.get("store", {}), where, "store")
+    store.check_keys({"path"})
+    outbox = _Table(data.get("outbox", {}), where, "outbox")
+    outbox.check_keys({"dir"})
+    web = _Table(data.get("web", {}), where, "web")
+    web.check_keys({"url"})
+    templates = _Table(data.get("templates", {}), where, "templates")
+    templates.check_keys({"dir"})
+
+    def resolve(table: _Table, name: str, default: str) -> Path:
+        return (root / table.get(name, str, default)).resolve()
+
+    return Settings(
+        root=root,
+        config_file=path,
+        name=news.get("name", str, "Newsletter"),
+        from_address=from_address,
+        from_name=news.get("from_name", str, ""),
+        reply_to=news.get("reply_to", str, ""),
+        base_url=base_url,
+        web_url=web.get("url", str, "").rstrip("/"),
+        timezone=tz,
+        language=news.get("language", str, "en"),
+        postal_address=news.get("postal_address", str, ""),
+        unsubscribe_mailto=news.get("unsubscribe_mailto", str, ""),
+        max_html_bytes=news.positive("max_html_bytes", int, 100_000),
+        content_dir=resolve(content, "dir", "content"),
+        post_url=content.get("post_url", str, "/posts/{slug}/"),
+        categories=_categories(data.get("categories", []), where),
+        store_path=resolve(store, "path", "subscribers/newsletter.db"),
+        outbox_dir=resolve(outbox, "dir", "outbox"),
+        templates_dir=resolve(templates, "dir", "templates"),
+        smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
+        send=_send(data.get("send", {}), where),
+    )
+
+
+def _categories(raw: Any, where: str) -> tuple[Category, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: categories: must be an array of tables ([[categories]])")
+    result: list[Category] = []
+    for i, item in enumerate(raw):
+        table = _Table(item, where, f"categories[{i}]")
+        table.check_keys({"name", "label", "aliases", "keywords"})
+        name = table.get("name", str, "")
+        if not name or any(c in name for c in ",;|") or name != name.strip():
+            raise table.fail("name", "required, without spaces at the ends or , ; |")
+        if any(c.name == name for c in result):
+            raise table.fail("name", f"duplicate category {name!r}")
+        result.append(Category(name=name, label=table.get("label", str, name),
+                               aliases=table.str_list("aliases"),
+                               keywords=table.str_list("keywords")))
+    return tuple(result)
+
+
+def _smtp(raw: Any, where: str) -> SmtpSettings:
+    table = _Table(raw, where, "smtp")
+    table.check_keys({"host", "port", "tls", "username", "timeout", "verify"})
+    if "password" in table.data:
+        raise table.fail("password", f"secrets never go in the file; set {PASSWORD_ENV}")
+    host = table.get("host", str, "")
+    if not host:
+        raise table.fail("host", "required when [smtp] is present")
+    tls = table.get("tls", str, "starttls")
+    if tls not in ("starttls", "implicit", "none"):
+        raise table.fail("tls", "must be 'starttls', 'implicit' or 'none'")
+    default_port = {"starttls": 587, "implicit": 465, "none": 25}[tls]
+    return SmtpSettings(
+        host=host, port=table.positive("port", int, default_port), tls=tls,
+        username=table.get("username", str, ""),
+        password=os.environ.get(PASSWORD_ENV, ""),
+        timeout=table.positive("timeout", float, 30.0),
+        verify=table.get("verify", bool, True),
+    )
+
+
+def _send(raw: Any, where: str) -> SendSettings:
+    table = _Table(raw, where, "send")
+    table.check_keys({"concurrency", "rate", "per_hour", "max_attempts", "max_per_connection",
+                      "retry_delay"})
+    return SendSettings(
+        concurrency=table.positive("concurrency", int, 4),
+        rate=table.positive("rate", float, 0.0, allow_zero=True),
+        per_hour=table.positive("per_hour", int, 0, allow_zero=True),
+        max_attempts=table.positive("max_attempts", int, 5),
+        max_per_connection=table.positive("max_per_connection", int, 1000),
+        retry_delay=table.positive("retry_delay", float, 1.0, allow_zero=True),
+    )
+
+
+def secret_key(*, development: bool = False) -> str:
+    """The signing key for links; refuses to guess one outside development."""
+    key = os.environ.get(SECRET_KEY_ENV, "")
+    if key:
+        return key
+    if development:
+        return "development-only-key"
+    raise ConfigError(f"{SECRET_KEY_ENV} is not set: export a long random value "
+                      "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")

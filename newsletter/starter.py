@@ -1,0 +1,50 @@
+"""`newsletter init`: a starter site folder, written from the templates shipped in the wheel."""
+
+from __future__ import annotations
+
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from newsletter.errors import ConfigError
+
+
+def packaged_templates() -> Traversable:
+    """The default templates: inside the wheel, or the repo's `templates/` in a checkout."""
+    try:
+        root = resources.files("newsletter.templates")
+        if root.joinpath("email").is_dir():
+            return root
+    except ModuleNotFoundError:
+        pass
+    return resources.files("newsletter").joinpath("..", "templates")
+
+
+def _starter_files() -> dict[str, str]:
+    root = packaged_templates()
+    files = {
+        "newsletter.toml": root.joinpath("starter", "newsletter.toml").read_text("utf-8"),
+        "subscribers/sample.csv": root.joinpath("starter", "sample.csv").read_text("utf-8"),
+    }
+    for folder in ("email", "web"):
+        for entry in root.joinpath(folder).iterdir():
+            if entry.is_file() and not entry.name.startswith("."):
+                files[f"templates/{folder}/{entry.name}"] = entry.read_text("utf-8")
+    return files
+
+
+def write_starter(directory: Path) -> list[Path]:
+    """Write every starter file, or nothing at all when any of them already exists."""
+    files = _starter_files()
+    existing = [directory / name for name in files if (directory / name).exists()]
+    if existing:
+        raise ConfigError(f"{existing[0]}: already exists; init never overwrites "
+                          "(choose an empty folder: newsletter init NEWDIR)")
+    written = []
+    for name, text in sorted(files.items()):
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    (directory / "content").mkdir(exist_ok=True)
+    return written
