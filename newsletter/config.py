@@ -95,7 +95,8 @@ def find_config(explicit: str | Path | None = None) -> Path | None:
     if chosen:
         path = Path(chosen)
         if not path.is_file():
-            raise ConfigError(f"{path}: config file not found (check --config or NEWSLETTER_CONFIG)")
+            raise ConfigError(f"{path}: config file not found "
+                              "(check --config or NEWSLETTER_CONFIG)")
         return path
     here = Path.cwd() / CONFIG_NAME
     return here if here.is_file() else None
@@ -198,7 +199,7 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     templates.check_keys({"dir"})
 
     def resolve(table: _Table, name: str, default: str) -> Path:
-        return (root / table.get(name, str, default)).resolve()
+        return (root / str(table.get(name, str, default))).resolve()
 
     return Settings(
         root=root,
@@ -245,9 +246,9 @@ def _categories(raw: Any, where: str) -> tuple[Category, ...]:
 
 def _smtp(raw: Any, where: str) -> SmtpSettings:
     table = _Table(raw, where, "smtp")
-    table.check_keys({"host", "port", "tls", "username", "timeout", "verify"})
     if "password" in table.data:
         raise table.fail("password", f"secrets never go in the file; set {PASSWORD_ENV}")
+    table.check_keys({"host", "port", "tls", "username", "timeout", "verify"})
     host = table.get("host", str, "")
     if not host:
         raise table.fail("host", "required when [smtp] is present")

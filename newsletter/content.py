@@ -16,7 +16,7 @@ import textwrap
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -38,6 +38,7 @@ _COMPACT_STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)")
 _DASHED_STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[-T_](\d{2})(?![\d]{2}))?")
 _KEY_LINE = re.compile(r"^[A-Za-z_][\w-]*\s*:(\s|$)")
 _HTML_HREF = re.compile(r"""href\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+_DECORATION = ("strong_open", "strong_close", "em_open", "em_close", "softbreak")
 _MD = MarkdownIt("commonmark").enable("table")
 
 
@@ -112,9 +113,9 @@ def load_digests(settings: Settings, window: Window | None = None,
 def iter_digest_files(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).parts
-        if path.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in relative):
-            if path.is_file():
-                yield path
+        hidden = any(p.startswith(".") for p in relative)
+        if path.suffix.lower() in SUFFIXES and not hidden and path.is_file():
+            yield path
 
 
 # ---------------------------------------------------------------- reading and front matter
@@ -147,15 +148,15 @@ def read_text(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-class _FastYAMLHandler(YAMLHandler):  # type: ignore[misc]
+class _FastYAMLHandler(YAMLHandler):
     """YAML front matter with the C loader when PyYAML has one (10x faster)."""
 
     def load(self, fm: str, **kwargs: Any) -> Any:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(fm, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(fm, Loader=loader)
 
 
-class _TOMLHandler(BaseHandler):  # type: ignore[misc]
+class _TOMLHandler(BaseHandler):
     """`+++` TOML front matter with the standard library parser."""
 
     FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
@@ -237,7 +238,7 @@ def date_from_name(name: str, tz: tzinfo) -> datetime | None:
     try:
         if match:
             y, mo, d, h, mi, s = (int(g) for g in match.groups()[:6])
-            zone = timezone.utc if match[7] else tz
+            zone = UTC if match[7] else tz
             return datetime(y, mo, d, h, mi, s, tzinfo=zone)
         match = _DASHED_STAMP.search(name)
         if match:
@@ -427,9 +428,8 @@ def _leading_link(inline: Token | None) -> _Lead | None:
     j = 0
     while j < len(children):  # skip numbering, emphasis and emoji before the link
         child = children[j]
-        if child.type in ("strong_open", "strong_close", "em_open", "em_close", "softbreak"):
-            j += 1
-        elif child.type == "text" and not any(ch.isalpha() for ch in child.content):
+        decoration = child.type in _DECORATION
+        if decoration or (child.type == "text" and not any(c.isalpha() for c in child.content)):
             j += 1
         else:
             break

@@ -1,0 +1,107 @@
+"""RFC 5322 message bytes, built per recipient from a per-variant template.
+
+Everything that is the same for a variant (From, Subject, List-Id, MIME structure) is
+encoded once; per recipient only the slots, four headers and the base64 of the two parts
+are produced, so building a message costs far less than sending it.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+from newsletter.config import Settings
+from newsletter.render import RenderedVariant, Renderer
+from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
+
+CRLF = "\r\n"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str = ""
+    subscriber_id: int = 0
+
+
+def one_line(value: str) -> str:
+    """Header values never carry CR, LF or other control characters."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+
+
+def encode_header(name: str, value: str) -> str:
+    value = one_line(value)
+    if value.isascii() and len(name) + len(value) < 900:
+        return f"{name}: {value}"
+    return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+
+
+def address(name: str, email: str) -> str:
+    return formataddr((one_line(name), one_line(email)), charset="utf-8")
+
+
+def _b64(text: str) -> str:
+    return base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
+
+
+class MessageFactory:
+    """Bytes of one variant's message for any recipient."""
+
+    def __init__(self, settings: Settings, variant: RenderedVariant, renderer: Renderer,
+                 tokens: Tokens) -> None:
+        self.settings, self.variant = settings, variant
+        self.renderer, self.tokens = renderer, tokens
+        self.domain = settings.from_address.rpartition("@")[2].lower()
+        self.boundary = f"nl_{secrets.token_hex(12)}_="  # '_' never occurs in base64
+        local = settings.from_address.rpartition("@")[0].lower()
+        list_id = re.sub(r"[^a-z0-9-]+", "-", local).strip("-") or "newsletter"
+        name = one_line(settings.name).replace('"', "'")
+        phrase = f'"{name}"' if name.isascii() else Header(name, "utf-8").encode()
+        headers = [
+            f"From: {address(settings.from_name or settings.name, settings.from_address)}",
+            encode_header("Subject", variant.subject),
+            "MIME-Version: 1.0",
+            f"List-Id: {phrase} <{list_id}.{self.domain}>",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            f"Content-Language: {one_line(settings.language)}",
+            f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
+        ]
+        if settings.reply_to:
+            headers.insert(1, f"Reply-To: {one_line(settings.reply_to)}")
+        self.static_headers = CRLF.join(headers)
+
+    def links(self, recipient: Recipient) -> tuple[str, str]:
+        base = self.settings.public_url
+        sid = recipient.subscriber_id
+        return (f"{base}/preferences/{self.tokens.make(PREFERENCES, sid)}",
+                f"{base}/unsubscribe/{self.tokens.make(UNSUBSCRIBE, sid)}")
+
+    def build(self, recipient: Recipient, *, message_id: str | None = None,
+              date: datetime | None = None) -> bytes:
+        preferences_url, unsubscribe_url = self.links(recipient)
+        html, text = self.variant.personalize(self.renderer, name=recipient.name,
+                                              preferences_url=preferences_url,
+                                              unsubscribe_url=unsubscribe_url)
+        unsubscribe = f"<{unsubscribe_url}>"
+        if self.settings.unsubscribe_mailto:
+            mailto = one_line(self.settings.unsubscribe_mailto)
+            unsubscribe += f", <mailto:{mailto}?subject=unsubscribe>"
+        mid = message_id or f"{uuid.uuid4().hex}@{self.domain}"
+        personal = CRLF.join([
+            f"To: {address(recipient.name, recipient.email)}",
+            f"Date: {format_datetime(date or datetime.now(UTC))}",
+            f"Message-ID: <{one_line(mid)}>",
+            f"List-Unsubscribe: {unsubscribe}",
+        ])
+        b = self.boundary
+        body = (f"--{b}{CRLF}Content-Type: text/plain; charset=\"utf-8\"{CRLF}"
+                f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{_b64(text)}"
+                f"--{b}{CRLF}Content-Type: text/html; charset=\"utf-8\"{CRLF}"
+                f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{_b64(html)}--{b}--{CRLF}")
+        return f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}{body}".encode("ascii")

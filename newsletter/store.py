@@ -1,0 +1,264 @@
+"""The SQLite store: subscribers, editions and the delivery journal.
+
+WAL and a busy timeout let the web server, a send and the CLI share one file; every write
+runs in `BEGIN IMMEDIATE` so two writers queue instead of failing. The schema version is
+`PRAGMA user_version`; migrations only go forward.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from newsletter.errors import NewsletterError
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+DELIVERY_STATES = ("pending", "sent", "deferred", "failed", "skipped")
+
+_MIGRATIONS: list[str] = [
+    # 1: subscribers, editions with their rendered variants, one delivery row per recipient
+    """
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        categories TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN
+            ('pending', 'active', 'unsubscribed', 'bounced', 'complained')),
+        source TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        confirmed_at TEXT,
+        updated_at TEXT NOT NULL,
+        unsubscribed_at TEXT
+    );
+    CREATE INDEX subscribers_status ON subscribers(status);
+    CREATE TABLE editions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        number INTEGER NOT NULL,
+        window_start TEXT NOT NULL,
+        window_end TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (window_start, window_end)
+    );
+    CREATE TABLE variants (
+        edition_id INTEGER NOT NULL REFERENCES editions(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        categories TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        html TEXT NOT NULL,
+        text TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        stories INTEGER NOT NULL,
+        dropped INTEGER NOT NULL,
+        PRIMARY KEY (edition_id, key)
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        edition_id INTEGER NOT NULL REFERENCES editions(id) ON DELETE CASCADE,
+        subscriber_id INTEGER NOT NULL,
+        email TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        variant_key TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN
+            ('pending', 'sent', 'deferred', 'failed', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reply TEXT NOT NULL DEFAULT '',
+        updated_at TEXT,
+        UNIQUE (edition_id, subscriber_id)
+    );
+    CREATE INDEX deliveries_todo ON deliveries(edition_id, status);
+    """,
+]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def join_categories(categories: Any) -> str:
+    return ";".join(sorted(set(categories)))
+
+
+def split_categories(text: str) -> tuple[str, ...]:
+    return tuple(c for c in text.split(";") if c)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    categories: tuple[str, ...]  # empty: every category
+    status: str
+    source: str
+    created_at: str
+    confirmed_at: str | None
+    updated_at: str
+    unsubscribed_at: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Subscriber:
+        return cls(id=row["id"], email=row["email"], name=row["name"],
+                   categories=split_categories(row["categories"]), status=row["status"],
+                   source=row["source"], created_at=row["created_at"],
+                   confirmed_at=row["confirmed_at"], updated_at=row["updated_at"],
+                   unsubscribed_at=row["unsubscribed_at"])
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["categories"] = list(self.categories)
+        return data
+
+
+class StoreError(NewsletterError):
+    """The database file cannot be opened or is newer than this program."""
+
+
+class Store:
+    def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; writers queue on the lock instead of failing."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise StoreError(f"{self.path}: schema version {version} is newer than this "
+                             "program; upgrade newsletter")
+        for number in range(version, len(_MIGRATIONS)):
+            with self.write() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] != number:
+                    continue  # another process migrated meanwhile
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    # ------------------------------------------------------------ subscribers
+
+    def subscriber(self, email_key: str) -> Subscriber | None:
+        row = self.db.execute("SELECT * FROM subscribers WHERE email_key = ?",
+                              (email_key,)).fetchone()
+        return Subscriber.from_row(row) if row else None
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        row = self.db.execute("SELECT * FROM subscribers WHERE id = ?",
+                              (subscriber_id,)).fetchone()
+        return Subscriber.from_row(row) if row else None
+
+    def insert_subscriber(self, db: sqlite3.Connection, *, email: str, email_key: str,
+                          name: str, categories: tuple[str, ...], status: str, source: str,
+                          created_at: str | None = None) -> int:
+        stamp = now_iso()
+        cursor = db.execute(
+            "INSERT INTO subscribers (email, email_key, name, categories, status, source, "
+            "created_at, confirmed_at, updated_at, unsubscribed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (email, email_key, name, join_categories(categories), status, source,
+             created_at or stamp, stamp if status == "active" else None, stamp,
+             stamp if status == "unsubscribed" else None))
+        return int(cursor.lastrowid or 0)
+
+    def update_subscriber(self, db: sqlite3.Connection, subscriber_id: int, *,
+                          name: str | None = None, categories: tuple[str, ...] | None = None,
+                          status: str | None = None) -> None:
+        fields: dict[str, Any] = {"updated_at": now_iso()}
+        if name is not None:
+            fields["name"] = name
+        if categories is not None:
+            fields["categories"] = join_categories(categories)
+        if status is not None:
+            fields["status"] = status
+            if status == "active":
+                fields["confirmed_at"] = fields["updated_at"]
+            if status == "unsubscribed":
+                fields["unsubscribed_at"] = fields["updated_at"]
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?",
+                   (*fields.values(), subscriber_id))
+
+    def erase_subscriber(self, email_key: str) -> int:
+        """Delete the person everywhere: their row and every delivery row naming them."""
+        with self.write() as db:
+            row = db.execute("SELECT id FROM subscribers WHERE email_key = ?",
+                             (email_key,)).fetchone()
+            if row is None:
+                return 0
+            deleted = db.execute("DELETE FROM deliveries WHERE subscriber_id = ?",
+                                 (row["id"],)).rowcount
+            db.execute("DELETE FROM subscribers WHERE id = ?", (row["id"],))
+            return 1 + deleted
+
+    def subscribers(self, *, status: str | None = None,
+                    category: str | None = None) -> Iterator[Subscriber]:
+        sql, args = "SELECT * FROM subscribers", []
+        clauses = []
+        if status:
+            clauses.append("status = ?")
+            args.append(status)
+        if category:
+            clauses.append("(categories = '' OR ';' || categories || ';' LIKE ?)")
+            args.append(f"%;{category};%")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        for row in self.db.execute(sql + " ORDER BY id", args):
+            yield Subscriber.from_row(row)
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Subscribers per status, and active subscribers per chosen category ('' = all)."""
+        by_status = {s: 0 for s in STATUSES}
+        for row in self.db.execute("SELECT status, COUNT(*) AS n FROM subscribers "
+                                   "GROUP BY status"):
+            by_status[row["status"]] = row["n"]
+        by_category: dict[str, int] = {}
+        for row in self.db.execute("SELECT categories, COUNT(*) AS n FROM subscribers "
+                                   "WHERE status = 'active' GROUP BY categories"):
+            for name in split_categories(row["categories"]) or ("",):
+                by_category[name] = by_category.get(name, 0) + row["n"]
+        return by_status, by_category
+
+    def variant_demand(self) -> dict[str, int]:
+        """Active subscribers per category set (';'-joined, '' = all)."""
+        return {row["categories"]: row["n"] for row in self.db.execute(
+            "SELECT categories, COUNT(*) AS n FROM subscribers WHERE status = 'active' "
+            "GROUP BY categories ORDER BY categories")}
+
+    def next_edition_number(self) -> int:
+        row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()
+        return int(row[0] or 0) + 1

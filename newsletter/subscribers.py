@@ -1,0 +1,256 @@
+"""Subscriber validation, the subscriber commands' library side, CSV import and export."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.config import Settings
+from newsletter.errors import SubscriberError
+from newsletter.store import STATUSES, Store, Subscriber
+
+EXPORT_COLUMNS = ("email", "name", "categories", "status", "created", "source")
+# Column names of other tools' exports (Mailchimp, listmonk) mapped to ours.
+_COLUMN_ALIASES = {
+    "email": "email", "email address": "email", "e-mail": "email", "mail": "email",
+    "name": "name", "full name": "name", "first name": "first_name", "last name": "last_name",
+    "categories": "categories", "category": "categories",
+    "status": "status", "created": "created", "created_at": "created", "optin_time": "created",
+    "source": "source",
+}
+_STATUS_ALIASES = {
+    "active": "active", "enabled": "active", "subscribed": "active", "confirmed": "active",
+    "pending": "pending", "unconfirmed": "pending",
+    "unsubscribed": "unsubscribed", "disabled": "unsubscribed", "blocklisted": "unsubscribed",
+    "blacklisted": "unsubscribed",
+    "bounced": "bounced", "cleaned": "bounced", "complained": "complained",
+}
+
+
+def normalize_email(text: str) -> tuple[str, str]:
+    """(address as stored, key compared case-insensitively); IDN domains normalized."""
+    try:
+        result = validate_email(text.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"invalid email address {text.strip()!r}: {exc}") from exc
+    email = str(result.normalized)
+    return email, email.casefold()
+
+
+def parse_categories(text: str | Iterable[str] | None, settings: Settings) -> tuple[str, ...]:
+    """'a;b', 'a|b' or 'a,b' into configured category names (empty means every category)."""
+    if text is None:
+        return ()
+    if isinstance(text, str):
+        for sep in "|,":
+            text = text.replace(sep, ";")
+        names = [n.strip() for n in text.split(";")]
+    else:
+        names = [n.strip() for n in text]
+    names = [n for n in names if n]
+    valid = settings.category_names
+    for name in names:
+        if name not in valid:
+            listed = ", ".join(valid) or "(none configured)"
+            raise SubscriberError(f"unknown category {name!r} (valid: {listed})")
+    return tuple(sorted(set(names)))
+
+
+def parse_status(text: str) -> str:
+    status = _STATUS_ALIASES.get(text.strip().casefold())
+    if status is None:
+        raise SubscriberError(f"unknown status {text!r} (valid: {', '.join(STATUSES)})")
+    return status
+
+
+def clean_name(text: str) -> str:
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:200]
+
+
+class Subscribers:
+    """The subscriber list as the CLI and the web pages use it."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+
+    def get(self, email: str) -> Subscriber:
+        _, key = normalize_email(email)
+        found = self.store.subscriber(key)
+        if found is None:
+            raise SubscriberError(f"{email}: no such subscriber "
+                                  "(see `newsletter subscribers list`)")
+        return found
+
+    def add(self, email: str, *, name: str = "", categories: str | None = None,
+            status: str = "active", source: str = "cli") -> Subscriber:
+        address, key = normalize_email(email)
+        cats = parse_categories(categories, self.settings)
+        status = parse_status(status)
+        with self.store.write() as db:
+            try:
+                new_id = self.store.insert_subscriber(
+                    db, email=address, email_key=key, name=clean_name(name), categories=cats,
+                    status=status, source=source)
+            except sqlite3.IntegrityError as exc:
+                raise SubscriberError(f"{address}: already subscribed (change it with "
+                                      "`newsletter subscribers set`)") from exc
+        found = self.store.subscriber_by_id(new_id)
+        assert found is not None
+        return found
+
+    def set(self, email: str, *, name: str | None = None, categories: str | None = None,
+            status: str | None = None) -> Subscriber:
+        current = self.get(email)
+        cats = parse_categories(categories, self.settings) if categories is not None else None
+        with self.store.write() as db:
+            self.store.update_subscriber(
+                db, current.id, name=clean_name(name) if name is not None else None,
+                categories=cats, status=parse_status(status) if status else None)
+        found = self.store.subscriber_by_id(current.id)
+        assert found is not None
+        return found
+
+    def remove(self, email: str) -> int:
+        _, key = normalize_email(email)
+        removed = self.store.erase_subscriber(key)
+        if not removed:
+            raise SubscriberError(f"{email}: no such subscriber")
+        return removed
+
+
+# ---------------------------------------------------------------- CSV
+
+@dataclass
+class RowProblem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0  # existing addresses left untouched (no --update)
+    problems: list[RowProblem] = field(default_factory=list)
+    written: bool = False
+
+
+def _open_csv(handle: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows as dicts keyed by our column names; `,` `;` or tab separated."""
+    first = handle.readline()
+    delimiter = max(",;\t", key=first.count)
+    reader = csv.reader(io_chain(first, handle), delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise SubscriberError("empty file: expected a header row with an 'email' column")
+    columns = [_COLUMN_ALIASES.get(h.strip().casefold(), "") for h in header]
+    if "email" not in columns:
+        raise SubscriberError(f"no 'email' column in the header ({', '.join(header)})")
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        values: dict[str, str] = {}
+        for name, cell in zip(columns, row, strict=False):
+            if name and name not in values:
+                values[name] = cell
+        if "name" not in values and ("first_name" in values or "last_name" in values):
+            values["name"] = f"{values.get('first_name', '')} {values.get('last_name', '')}"
+        yield reader.line_num, values
+
+
+def io_chain(first: str, rest: IO[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = False,
+               skip_invalid: bool = False, update: bool = False) -> ImportReport:
+    """Stream a CSV into the store in one transaction; any bad row (unless skipped) or a
+    dry run writes nothing."""
+    report = ImportReport()
+    label = str(path)
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise SubscriberError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+    try:
+        with handle, store.write() as db:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
+                       "(email_key TEXT PRIMARY KEY, line INTEGER)")
+            db.execute("DELETE FROM import_seen")
+            for line, row in _open_csv(handle):
+                try:
+                    _import_row(store, settings, db, row, line, update, report)
+                except SubscriberError as exc:
+                    report.problems.append(RowProblem(label, line, str(exc)))
+            if dry_run or (report.problems and not skip_invalid):
+                raise _Discard
+            report.written = True
+    except _Discard:
+        pass
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(f"{path}: not UTF-8; save it as CSV UTF-8") from exc
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}: not a readable CSV file: {exc}") from exc
+    return report
+
+
+class _Discard(Exception):
+    """Roll the import's transaction back (dry run, or bad rows without --skip-invalid)."""
+
+
+def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: dict[str, str],
+                line: int, update: bool, report: ImportReport) -> None:
+    address, key = normalize_email(row.get("email", ""))
+    try:
+        db.execute("INSERT INTO import_seen VALUES (?, ?)", (key, line))
+    except sqlite3.IntegrityError:
+        first = db.execute("SELECT line FROM import_seen WHERE email_key = ?", (key,)).fetchone()
+        raise SubscriberError(f"duplicate of line {first[0]} ({address})") from None
+    categories = parse_categories(row.get("categories"), settings)
+    status = parse_status(row["status"]) if row.get("status", "").strip() else "active"
+    name = clean_name(row.get("name", ""))
+    existing = db.execute("SELECT id FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+    if existing is None:
+        store.insert_subscriber(db, email=address, email_key=key, name=name,
+                                categories=categories, status=status,
+                                source=row.get("source", "").strip() or "import",
+                                created_at=row.get("created", "").strip() or None)
+        report.added += 1
+    elif update:
+        store.update_subscriber(db, existing["id"], name=name, categories=categories,
+                                status=status)
+        report.updated += 1
+    else:
+        report.unchanged += 1
+
+
+def export_csv(store: Store, out: IO[str]) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for sub in store.subscribers():
+        writer.writerow([sub.email, sub.name, ";".join(sub.categories), sub.status,
+                         sub.created_at, sub.source])
+        count += 1
+    return count
+
+
+def subscriber_line(sub: Subscriber) -> str:
+    cats = ";".join(sub.categories) or "(all)"
+    return f"{sub.email}\t{sub.name or '-'}\t{cats}\t{sub.status}"
+
+
+def as_dicts(subs: Iterable[Subscriber]) -> list[dict[str, Any]]:
+    return [s.to_dict() for s in subs]
+

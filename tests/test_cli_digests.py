@@ -1,0 +1,65 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+from tests.conftest import EXAMPLES, WritePost
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_reference_digest_has_its_16_items() -> None:
+    done = run("digests", "--week", "2025-W51", "--json", cwd=EXAMPLES)
+    assert done.returncode == 0, done.stderr
+    digests = json.loads(done.stdout)["digests"]
+    (reference,) = [d for d in digests if d["title"].startswith("2025.12.20.16")]
+    items = reference["items"]
+    assert len(items) == 16
+    assert items[0]["source"] == "歸藏(guizang.ai)"
+    assert items[0]["headline"] == "Andrej Karpathy 分享了他 2025 年的总结"
+    assert items[0]["url"] == "https://x.com/op7418/status/2002221634460188761"
+    assert all(i["headline"] and i["url"] and i["source"] and i["summary_text"] for i in items)
+
+
+def test_table_and_summary_line() -> None:
+    done = run("digests", "--week", "2025-W51", cwd=EXAMPLES)
+    assert done.returncode == 0
+    assert "2025-12-20 16:00   16 items  2025.12.20.16" in done.stdout
+    assert "7 digests in" in done.stderr
+
+
+def test_strict_turns_warnings_into_exit_1(site: Path, write_post: WritePost) -> None:
+    write_post("2025-12-16-ok.md", "---\ntitle: ok\n---\n")
+    write_post("broken.md", "---\ntitle: [\n---\n")
+    runner = CliRunner()
+    loose = runner.invoke(cli, ["digests", "--week", "2025-W51"])
+    assert loose.exit_code == 0
+    assert "warning: " in loose.stderr and "broken.md: bad front matter" in loose.stderr
+    strict = runner.invoke(cli, ["digests", "--week", "2025-W51", "--strict"])
+    assert strict.exit_code == 1
+
+
+def test_usage_errors_exit_2_without_traceback(site: Path) -> None:
+    done = run("digests", "--week", "2025-W51", "--days", "3", cwd=site)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "Error: --week cannot be combined with --since, --until or --days"
+    missing = run("--config", "nope.toml", "digests", cwd=site)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_init_writes_a_starter_and_never_overwrites(tmp_path: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli, ["init", str(tmp_path / "site")])
+    assert first.exit_code == 0, first.output
+    for name in ("newsletter.toml", "subscribers/sample.csv", "templates/email/email.html.j2"):
+        assert (tmp_path / "site" / name).is_file()
+    again = runner.invoke(cli, ["init", str(tmp_path / "site")])
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    done = run("digests", cwd=tmp_path / "site")
+    assert done.returncode == 0, done.stderr
