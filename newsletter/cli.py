@@ -119,5 +119,168 @@ def init(directory: Path) -> None:
                "`newsletter preview`.")
 
 
+@cli.command()
+@window_options
+@click.option("--categories", help="Preview the variant of these categories (A,B).")
+@click.option("--subscriber", metavar="EMAIL", help="Preview exactly what EMAIL gets.")
+@click.option("--out", "out_dir", default="preview", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--serve", is_flag=True, help="Serve the preview on 127.0.0.1, re-rendering "
+              "when a template or digest changes.")
+@click.option("--port", default=8025, show_default=True, help="Port for --serve.")
+@pass_ctx
+def preview(obj: _Context, since: str | None, until: str | None, week: str | None,
+            days: int | None, categories: str | None, subscriber: str | None, out_dir: Path,
+            serve: bool, port: int) -> None:
+    """Write each variant as .html, .txt and .eml, with an index.html to compare them."""
+    from newsletter.preview import PreviewReport, serve_preview, write_preview
+
+    if categories is not None and subscriber is not None:
+        raise click.UsageError("choose one of --categories and --subscriber")
+    settings = obj.settings
+    window = make_window(settings, since, until, week, days)
+
+    def build() -> PreviewReport:
+        return write_preview(settings, window, out_dir, categories=categories,
+                             subscriber=subscriber)
+
+    def show(report: PreviewReport) -> None:
+        for problem in report.problems:
+            click.echo(f"warning: {problem}", err=True)
+        for key in report.empty:
+            click.echo(f"{key}: no stories in this window; this variant sends nothing")
+        for v in report.variants:
+            size = (out_dir / f"{v.key}.html").stat().st_size
+            more = f", {v.dropped} more on the site" if v.dropped else ""
+            click.echo(f"{v.key}: {v.stories} stories{more}, HTML {size:,} bytes  {v.subject}")
+        click.echo(f"Open {(out_dir / 'index.html').resolve()}")
+
+    show(build())
+    if serve:
+        click.echo(f"Serving http://127.0.0.1:{port}/ (Ctrl+C to stop)")
+        serve_preview(settings, build, out_dir, port=port, on_build=show)
+
+
+@cli.group()
+def subscribers() -> None:
+    """Add, change, remove, list, import and export subscribers."""
+
+
+def _subscribers(obj: _Context) -> Any:
+    from newsletter.store import Store
+    from newsletter.subscribers import Subscribers
+
+    return Subscribers(Store(obj.settings.store_path), obj.settings)
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--categories", help="Categories A,B (default: every category).")
+@click.option("--status", default="active", show_default=True,
+              help="pending, active, unsubscribed, bounced or complained.")
+@pass_ctx
+def subscribers_add(obj: _Context, email: str, name: str, categories: str | None,
+                    status: str) -> None:
+    """Add one subscriber."""
+    from newsletter.subscribers import subscriber_line
+
+    sub = _subscribers(obj).add(email, name=name, categories=categories, status=status)
+    click.echo(f"added {subscriber_line(sub)}")
+
+
+@subscribers.command("set")
+@click.argument("email")
+@click.option("--name", help="New display name.")
+@click.option("--categories", help="New categories A,B ('' for every category).")
+@click.option("--status", help="New status.")
+@pass_ctx
+def subscribers_set(obj: _Context, email: str, name: str | None, categories: str | None,
+                    status: str | None) -> None:
+    """Change a subscriber's name, categories or status."""
+    from newsletter.subscribers import subscriber_line
+
+    sub = _subscribers(obj).set(email, name=name, categories=categories, status=status)
+    click.echo(f"updated {subscriber_line(sub)}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_ctx
+def subscribers_remove(obj: _Context, email: str) -> None:
+    """Erase a person: their subscriber row and every delivery row naming them."""
+    rows = _subscribers(obj).remove(email)
+    click.echo(f"erased {email} ({rows} rows)")
+
+
+@subscribers.command("list")
+@click.option("--status", help="Only this status.")
+@click.option("--category", help="Only subscribers who get this category.")
+@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@pass_ctx
+def subscribers_list(obj: _Context, status: str | None, category: str | None,
+                     as_json: bool) -> None:
+    """List subscribers, then counts per status and per category."""
+    from newsletter.subscribers import parse_categories, parse_status, subscriber_line
+
+    subs = _subscribers(obj)
+    status = parse_status(status) if status else None
+    if category:
+        parse_categories(category, obj.settings)
+    found = subs.store.subscribers(status=status, category=category)
+    by_status, by_category = subs.store.counts()
+    if as_json:
+        click.echo(json.dumps({"subscribers": [s.to_dict() for s in found],
+                               "counts": {"status": by_status, "category": by_category}},
+                              ensure_ascii=False, indent=2))
+        return
+    for sub in found:
+        click.echo(subscriber_line(sub))
+    click.echo("status: " + ", ".join(f"{k} {v}" for k, v in by_status.items()))
+    click.echo("active per category: " + ", ".join(
+        f"{k or '(all)'} {v}" for k, v in sorted(by_category.items())))
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check every row, write nothing.")
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows, report the bad.")
+@click.option("--update", is_flag=True, help="Overwrite existing subscribers from the file.")
+@pass_ctx
+def subscribers_import(obj: _Context, csv_file: Path, dry_run: bool, skip_invalid: bool,
+                       update: bool) -> None:
+    """Import subscribers from a CSV file (email, name, categories, status, created)."""
+    from newsletter.subscribers import import_csv
+
+    subs = _subscribers(obj)
+    report = import_csv(subs.store, obj.settings, csv_file, dry_run=dry_run,
+                        skip_invalid=skip_invalid, update=update)
+    for problem in report.problems:
+        click.echo(str(problem), err=True)
+    verb = "would import" if dry_run else "imported" if report.written else "not imported"
+    click.echo(f"{verb}: {report.added} added, {report.updated} updated, "
+               f"{report.unchanged} already subscribed (unchanged), "
+               f"{len(report.problems)} invalid")
+    if report.problems and not skip_invalid:
+        click.echo("Nothing was written: fix the rows above or use --skip-invalid.", err=True)
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.argument("csv_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
+    """Export every subscriber as CSV (to stdout by default)."""
+    from newsletter.subscribers import export_csv
+
+    store = _subscribers(obj).store
+    if csv_file is None:
+        export_csv(store, click.get_text_stream("stdout"))
+        return
+    with csv_file.open("w", encoding="utf-8", newline="") as out:
+        count = export_csv(store, out)
+    click.echo(f"exported {count} subscribers to {csv_file}")
+
+
 def main() -> None:
     cli(prog_name="newsletter")

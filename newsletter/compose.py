@@ -14,7 +14,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from newsletter.config import Settings
-from newsletter.content import Digest, Item
+from newsletter.content import Digest, Item, LoadResult, load_digests
 from newsletter.window import Window
 
 TOP_STORIES = 5
@@ -205,3 +205,10 @@ class _StoryBuilder:
                      summary_text=self.fullest.summary_text, date=self.date,
                      coverage=tuple(sorted(self.links, key=lambda d: d.date)),
                      categories=self.cats)
+
+
+def compose_window(settings: Settings, window: Window,
+                   number: int = 1) -> tuple[Edition, LoadResult]:
+    """Load the window's digests and compose them; problems are returned, not raised."""
+    result = load_digests(settings, window)
+    return compose(result.digests, settings, window, number), result

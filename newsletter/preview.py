@@ -1,0 +1,142 @@
+"""Local preview: every variant as .html, .txt and .eml, an index, and a small server."""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.compose import Edition, compose_window
+from newsletter.config import Settings, secret_key
+from newsletter.content import Problem
+from newsletter.message import MessageFactory, Recipient
+from newsletter.render import Renderer, RenderedVariant, template_dirs
+from newsletter.store import Store, split_categories
+from newsletter.subscribers import Subscribers, parse_categories
+from newsletter.tokens import Tokens
+from newsletter.window import Window
+
+
+@dataclass
+class PreviewReport:
+    out_dir: Path
+    edition: Edition
+    variants: list[RenderedVariant] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)  # category sets with nothing this week
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _variant_sets(settings: Settings, categories: str | None,
+                  subscriber: str | None) -> tuple[list[tuple[str, ...]], Recipient]:
+    """The category sets to preview, and whom to personalize for."""
+    sample = Recipient(email="reader@example.com", name="")
+    if categories is not None:
+        return [parse_categories(categories, settings)], sample
+    with Store(settings.store_path) as store:
+        if subscriber is not None:
+            sub = Subscribers(store, settings).get(subscriber)
+            return [sub.categories], Recipient(sub.email, sub.name, sub.id)
+        demand = store.variant_demand()
+    sets = [()] + [split_categories(key) for key in demand if key]
+    return sets, sample
+
+
+def write_preview(settings: Settings, window: Window, out_dir: Path, *,
+                  categories: str | None = None, subscriber: str | None = None) -> PreviewReport:
+    sets, recipient = _variant_sets(settings, categories, subscriber)
+    number = 1
+    if settings.store_path.exists():
+        with Store(settings.store_path) as store:
+            number = store.next_edition_number()
+    edition, loaded = compose_window(settings, window, number)
+    report = PreviewReport(out_dir, edition, problems=loaded.problems)
+    renderer = Renderer(settings)
+    tokens = Tokens(secret_key(development=True))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for cats in sets:
+        plan = edition.plan(cats)
+        if not plan.stories:
+            report.empty.append(plan.key)
+            continue
+        variant = renderer.render(edition, plan)
+        factory = MessageFactory(settings, variant, renderer, tokens)
+        page, text = variant.personalize(renderer, name=recipient.name,
+                                         preferences_url=factory.links(recipient)[0],
+                                         unsubscribe_url=factory.links(recipient)[1])
+        (out_dir / f"{variant.key}.html").write_text(page, encoding="utf-8")
+        (out_dir / f"{variant.key}.txt").write_text(text, encoding="utf-8")
+        (out_dir / f"{variant.key}.eml").write_bytes(factory.build(recipient))
+        report.variants.append(variant)
+    (out_dir / "index.html").write_text(_index(report, settings), encoding="utf-8")
+    return report
+
+
+def _index(report: PreviewReport, settings: Settings) -> str:
+    rows = []
+    for v in report.variants:
+        size = (report.out_dir / f"{v.key}.html").stat().st_size
+        key = html.escape(v.key)
+        rows.append(
+            f"<section><h2>{key} · {html.escape(v.subject)}</h2>"
+            f"<p>{v.stories} stories{f' ({v.dropped} left for the site)' if v.dropped else ''}"
+            f" · HTML {size:,} bytes (budget {settings.max_html_bytes:,}) · "
+            f'<a href="{key}.html">HTML</a> · <a href="{key}.txt">text</a> · '
+            f'<a href="{key}.eml">.eml</a></p><div class="views">'
+            f'<iframe title="desktop" src="{key}.html" style="width:640px"></iframe>'
+            f'<iframe title="phone" src="{key}.html" style="width:375px"></iframe>'
+            f'<iframe title="text" src="{key}.txt" style="width:640px"></iframe></div></section>')
+    empty = "".join(f"<p>{html.escape(k)}: no stories this week; nothing would be sent.</p>"
+                    for k in report.empty)
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Preview</title>"
+            "<style>body{font-family:sans-serif;margin:16px}.views{display:flex;gap:12px;"
+            "overflow-x:auto}iframe{height:720px;border:1px solid #ccc;flex:none}</style>"
+            "<script>let v=null;setInterval(async()=>{try{const r=await fetch('version.txt',"
+            "{cache:'no-store'});const t=await r.text();if(v&&t!==v)location.reload();v=t}"
+            "catch(e){}},1000)</script></head><body>"
+            f"<h1>{html.escape(settings.name)} · {html.escape(report.edition.window.label())}"
+            f"</h1>{empty}{''.join(rows)}</body></html>")
+
+
+def _snapshot(paths: list[Path]) -> dict[Path, float]:
+    seen: dict[Path, float] = {}
+    for root in paths:
+        if root.is_dir():
+            for path in root.rglob("*"):
+                if path.is_file():
+                    seen[path] = path.stat().st_mtime
+    return seen
+
+
+def serve_preview(settings: Settings, build: Callable[[], PreviewReport], out_dir: Path, *,
+                  port: int, on_build: Callable[[PreviewReport], None],
+                  stop: threading.Event | None = None) -> None:
+    """Serve the preview on 127.0.0.1 and re-render when a template or digest changes."""
+    stop = stop or threading.Event()
+    handler = functools.partial(_QuietHandler, directory=str(out_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    watched = [settings.content_dir, *template_dirs(settings)]
+    before = _snapshot(watched)
+    version = 0
+    try:
+        while not stop.wait(1.0):
+            now = _snapshot(watched)
+            if now != before:
+                before = now
+                version += 1
+                on_build(build())
+                (out_dir / "version.txt").write_text(str(version))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
