@@ -14,7 +14,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from newsletter.config import Settings
-from newsletter.content import Digest, Item, LoadResult, load_digests
+from newsletter.content import Digest, Item, LoadResult, load_digests, web_url
 from newsletter.window import Window
 
 TOP_STORIES = 5
@@ -185,8 +185,14 @@ class _StoryBuilder:
                  cats: frozenset[str] | None) -> None:
         self.key, self.first, self.fullest, self.date = key, item, item, link.date
         self.links = [link]
-        self.sources = [item.source] if item.source else []
+        self.sources: list[str] = []
         self.cats = cats
+        self._add_source(item.source)
+
+    def _add_source(self, source: str | None) -> None:
+        source = " ".join((source or "").split())
+        if source and source not in self.sources:
+            self.sources.append(source)
 
     def add(self, item: Item, link: DigestLink, cats: frozenset[str] | None) -> None:
         if link.date < self.date:
@@ -195,12 +201,11 @@ class _StoryBuilder:
             self.fullest = item
         if link not in self.links:
             self.links.append(link)
-        if item.source and item.source not in self.sources:
-            self.sources.append(item.source)
+        self._add_source(item.source)
         self.cats = None if cats is None or self.cats is None else self.cats | cats
 
     def build(self) -> Story:
-        return Story(key=self.key, headline=self.first.headline, url=self.first.url,
+        return Story(key=self.key, headline=" ".join(self.first.headline.split()), url=web_url(self.first.url),
                      sources=tuple(self.sources), summary_md=self.fullest.summary_md,
                      summary_text=self.fullest.summary_text, date=self.date,
                      coverage=tuple(sorted(self.links, key=lambda d: d.date)),

@@ -446,7 +446,7 @@ def _leading_link(inline: Token | None) -> _Lead | None:
         while rest and rest[0].type in ("strong_close", "em_close"):
             rest = rest[1:]
         headline, source = _split_source(text)
-        return _Lead(headline, _real_url(children[j].attrGet("href")), source,
+        return _Lead(headline, web_url(children[j].attrGet("href")), source,
                      _strip_separator(inline_markdown(rest)))
     return _bracketed_lead(children[j:])
 
@@ -464,7 +464,7 @@ def _bracketed_lead(children: Sequence[Token]) -> _Lead | None:
         last = opens[-1]
         close = next((n for n in range(last, len(children)) if children[n].type == "link_close"),
                      len(children) - 1)
-        url = _real_url(children[last].attrGet("href"))
+        url = web_url(children[last].attrGet("href"))
         source = _inline_text(children[last + 1:close]).strip() or None
         body = [*children[:last], *children[close + 1:]]
     rest = inline_markdown(body)[match.end():]
@@ -483,10 +483,10 @@ def _bold_lead(inline: Token) -> _Lead | None:
     url = None
     for child in children[3:]:
         if child.type == "link_open":
-            url = _real_url(child.attrGet("href"))
+            url = web_url(child.attrGet("href"))
         elif child.type == "html_inline":
             match = _HTML_HREF.search(child.content)
-            url = _real_url(html.unescape(match[1])) if match else None
+            url = web_url(html.unescape(match[1])) if match else None
         if url:
             break
     if url is None:
@@ -502,9 +502,10 @@ def _split_source(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def _real_url(href: Any) -> str | None:
+def web_url(href: Any) -> str | None:
+    """An absolute http(s) URL, or None (placeholders, javascript:, relative links)."""
     href = str(href or "").strip()
-    return None if href in ("", "#") or href.startswith("#") else href
+    return href if re.match(r"https?://[^\s/]", href, re.IGNORECASE) else None
 
 
 def _strip_separator(text: str) -> str:

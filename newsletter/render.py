@@ -229,10 +229,12 @@ def wrap_line(line: str, width: int = TEXT_WIDTH) -> list[str]:
             if used + w <= width:
                 current, used = current + unit, used + w
             continue
-        fits = used + w <= width or (unit[0] in _NO_LINE_START and used + w <= width + 2)
-        if not fits and current.strip():
+        if used + w > width and current.strip():
+            carry = ""
+            if unit[0] in _NO_LINE_START and len(current) > len(hang) + 1:
+                carry, current = current[-1], current[:-1]  # no line starts with '，'
             out.append(current.rstrip())
-            current, used = hang, len(hang)
+            current, used = hang + carry, len(hang) + display_width(carry)
         while not unit.startswith("http") and used + display_width(unit) > width \
                 and display_width(unit) > width - len(hang):
             cut = _cut(unit, width - used)
