@@ -205,7 +205,8 @@ class _StoryBuilder:
         self.cats = None if cats is None or self.cats is None else self.cats | cats
 
     def build(self) -> Story:
-        return Story(key=self.key, headline=" ".join(self.first.headline.split()), url=web_url(self.first.url),
+        return Story(key=self.key, headline=" ".join(self.first.headline.split()),
+                     url=web_url(self.first.url),
                      sources=tuple(self.sources), summary_md=self.fullest.summary_md,
                      summary_text=self.fullest.summary_text, date=self.date,
                      coverage=tuple(sorted(self.links, key=lambda d: d.date)),

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
 
+from markupsafe import escape
+
 from newsletter.config import Settings
-from newsletter.render import RenderedVariant, Renderer
+from newsletter.render import RenderedVariant, Renderer, Slots
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
 
 CRLF = "\r\n"
@@ -46,8 +48,49 @@ def address(name: str, email: str) -> str:
     return formataddr((one_line(name), one_line(email)), charset="utf-8")
 
 
-def _b64(text: str) -> str:
-    return base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", CRLF)
+LINE_BYTES = 57  # raw bytes per 76-character base64 line
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+class Base64Part:
+    """A part's text with slots, base64-encoded ahead of time in whole lines.
+
+    Per message only each slot's value (with the few raw bytes before it) is encoded; it is
+    padded with spaces where spaces are harmless (after an attribute's closing quote, or in
+    text), so the static text after it starts on a line boundary and its lines are reused.
+    """
+
+    def __init__(self, text: str, slots: dict[str, str]) -> None:
+        pieces = re.split("(" + "|".join(re.escape(s) for s in slots) + ")", text)
+        self.static: list[bytes] = []  # whole encoded lines of each static piece
+        self.tails: list[bytes] = []  # its raw remainder, encoded with the next value
+        self.names: list[str] = []  # the slot after each static piece
+        self.quotes: list[bytes] = []  # a closing quote moved before the padding
+        for n in range(0, len(pieces), 2):
+            raw = pieces[n].encode("utf-8")
+            if n and raw.startswith(b'"'):
+                self.quotes.append(b'"')
+                raw = raw[1:]
+            elif n:
+                self.quotes.append(b"")
+            whole = len(raw) - len(raw) % LINE_BYTES
+            self.static.append(_b64(raw[:whole]) if whole else b"")
+            self.tails.append(raw[whole:])
+            if n + 1 < len(pieces):
+                self.names.append(slots[pieces[n + 1]])
+
+    def encode(self, values: dict[str, bytes]) -> bytes:
+        out = [self.static[0]]
+        for k, name in enumerate(self.names):
+            chunk = self.tails[k] + values[name] + self.quotes[k]
+            chunk += b" " * (-len(chunk) % LINE_BYTES)
+            out += (_b64(chunk), self.static[k + 1])
+        if self.tails[-1]:
+            out.append(_b64(self.tails[-1]))
+        return b"".join(out)
 
 
 class MessageFactory:
@@ -75,6 +118,16 @@ class MessageFactory:
         if settings.reply_to:
             headers.insert(1, f"Reply-To: {one_line(settings.reply_to)}")
         self.static_headers = CRLF.join(headers)
+        slots = Slots(variant.nonce)
+        names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}
+        self.html_part = Base64Part(variant.html, names)
+        self.text_part = Base64Part(variant.text, names)
+        b = self.boundary
+        self.text_head = (f"--{b}{CRLF}Content-Type: text/plain; charset=\"utf-8\"{CRLF}"
+                          f"Content-Transfer-Encoding: base64{CRLF}{CRLF}").encode("ascii")
+        self.html_head = (f"--{b}{CRLF}Content-Type: text/html; charset=\"utf-8\"{CRLF}"
+                          f"Content-Transfer-Encoding: base64{CRLF}{CRLF}").encode("ascii")
+        self.end = f"--{b}--{CRLF}".encode("ascii")
 
     def links(self, recipient: Recipient) -> tuple[str, str]:
         base = self.settings.public_url
@@ -85,9 +138,10 @@ class MessageFactory:
     def build(self, recipient: Recipient, *, message_id: str | None = None,
               date: datetime | None = None) -> bytes:
         preferences_url, unsubscribe_url = self.links(recipient)
-        html, text = self.variant.personalize(self.renderer, name=recipient.name,
-                                              preferences_url=preferences_url,
-                                              unsubscribe_url=unsubscribe_url)
+        greeting = self.renderer.greeting(recipient.name)
+        text_values = {"greeting": greeting, "preferences_url": preferences_url,
+                       "unsubscribe_url": unsubscribe_url}
+        html_values = {k: str(escape(v)).encode("utf-8") for k, v in text_values.items()}
         unsubscribe = f"<{unsubscribe_url}>"
         if self.settings.unsubscribe_mailto:
             mailto = one_line(self.settings.unsubscribe_mailto)
@@ -99,9 +153,7 @@ class MessageFactory:
             f"Message-ID: <{one_line(mid)}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])
-        b = self.boundary
-        body = (f"--{b}{CRLF}Content-Type: text/plain; charset=\"utf-8\"{CRLF}"
-                f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{_b64(text)}"
-                f"--{b}{CRLF}Content-Type: text/html; charset=\"utf-8\"{CRLF}"
-                f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{_b64(html)}--{b}--{CRLF}")
-        return f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}{body}".encode("ascii")
+        head = f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}".encode("ascii")
+        text = self.text_part.encode({k: v.encode("utf-8") for k, v in text_values.items()})
+        return b"".join((head, self.text_head, text, self.html_head,
+                         self.html_part.encode(html_values), self.end))

@@ -14,7 +14,7 @@ from newsletter.compose import Edition, compose_window
 from newsletter.config import Settings, secret_key
 from newsletter.content import Problem
 from newsletter.message import MessageFactory, Recipient
-from newsletter.render import Renderer, RenderedVariant, template_dirs
+from newsletter.render import RenderedVariant, Renderer, template_dirs
 from newsletter.store import Store, split_categories
 from newsletter.subscribers import Subscribers, parse_categories
 from newsletter.tokens import Tokens
@@ -137,6 +137,6 @@ def serve_preview(settings: Settings, build: Callable[[], PreviewReport], out_di
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 

@@ -86,3 +86,48 @@ def write_post(site: Path) -> WritePost:
         return path
 
     return write
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """A real headless Chromium. Missing browser: skip locally, fail when CI requires it."""
+    import os
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} not found but NEWSLETTER_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} not installed (CI sets NEWSLETTER_REQUIRE_BROWSER=1)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def static_server():  # type: ignore[no-untyped-def]
+    """Serve a folder on 127.0.0.1 (ephemeral port); yields a function folder -> base URL."""
+    import functools
+    import http.server
+    import threading
+
+    servers = []
+
+    def start(folder: Path) -> str:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

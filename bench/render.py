@@ -1,0 +1,95 @@
+"""Render a dense week (42 digests x 16 items) and time variants and personalized messages.
+
+Prints time per variant, time per personalized message, premailer calls per edition (must
+equal the number of variants), and, as a reference run in the same process, the cost of
+rendering and inlining per message (what a mailmerge-style sender does).
+
+    python bench/render.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from newsletter.compose import compose  # noqa: E402
+from newsletter.config import load_settings  # noqa: E402
+from newsletter.content import Digest, Item  # noqa: E402
+from newsletter.message import MessageFactory, Recipient  # noqa: E402
+from newsletter.render import Renderer, inline_calls  # noqa: E402
+from newsletter.tokens import Tokens  # noqa: E402
+from newsletter.window import resolve_window  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CATEGORY_WORDS = {"models": "模型", "products": "发布", "robotics": "机器人", "opinion": "认为"}
+
+
+def dense_week(settings: object, window: object) -> list[Digest]:
+    names = list(CATEGORY_WORDS)
+    digests = []
+    for n in range(42):
+        items = []
+        for k in range(16):
+            word = CATEGORY_WORDS[names[(n + k) % 4]]
+            summary = (f"第 {n} 期第 {k} 条：一段接近真实长度的摘要，{word}相关，包含**加粗**与"
+                       f"[链接](https://news.example/{n}/{k}/more)。" * 3)
+            # every third story is also covered by the next digest
+            ref = (n - 1, k) if k % 3 == 0 and n > 0 else (n, k)
+            items.append(Item(headline=f"{word}新闻 {ref[0]}-{ref[1]}", source="来源",
+                              url=f"https://news.example/{ref[0]}/{ref[1]}",
+                              summary_md=summary, summary_text=summary))
+        digests.append(Digest(path=Path(f"{n}.md"), title=f"Digest {n}",
+                              date=window.start + timedelta(hours=4 * n),  # type: ignore[attr-defined]
+                              categories=tuple(names), url=f"https://site.example/p/{n}/",
+                              items=tuple(items)))
+    return digests
+
+
+def main() -> None:
+    settings = load_settings(EXAMPLES / "newsletter.toml")
+    window = resolve_window(tz=settings.timezone, week="2025-W51")
+    edition = compose(dense_week(settings, window), settings, window, number=1)
+    renderer = Renderer(settings)
+    sets = [(), ("models",), ("products",), ("robotics",), ("opinion",), ("models", "opinion")]
+    calls_before = inline_calls()
+    started = time.perf_counter()
+    variants = [renderer.render(edition, edition.plan(s)) for s in sets]
+    per_variant = (time.perf_counter() - started) / len(variants)
+    calls = inline_calls() - calls_before
+
+    tokens = Tokens("bench-key")
+    factories = [MessageFactory(settings, v, renderer, tokens) for v in variants]
+    count = 3000
+    started = time.perf_counter()
+    for n in range(count):
+        factories[n % len(factories)].build(Recipient(f"r{n}@example.com", f"读者{n}", n + 1))
+    per_message = (time.perf_counter() - started) / count
+
+    # reference: what a sender that renders and inlines per message pays
+    ref_count = 20
+    started = time.perf_counter()
+    for n in range(ref_count):
+        v = renderer.render(edition, edition.plan(sets[n % len(sets)]))
+        MessageFactory(settings, v, renderer, tokens).build(Recipient(f"r{n}@example.com"))
+    per_reference = (time.perf_counter() - started) / ref_count
+
+    print(f"stories in the edition: {len(edition.stories)}")
+    for v in variants:
+        size = len(v.personalize(renderer, name="读者", preferences_url="u",
+                                 unsubscribe_url="u")[0].encode())
+        print(f"  variant {v.key:16} {v.stories:4} stories, {v.dropped:4} on the site, "
+              f"HTML {size:,} bytes (budget {settings.max_html_bytes:,})")
+    print(f"time per variant (render + inline + budget): {per_variant * 1000:.1f} ms")
+    print(f"time per personalized message (slots + MIME bytes): {per_message * 1e6:.0f} us")
+    print(f"reference, full render + inline per message: {per_reference * 1000:.1f} ms "
+          f"(ratio {per_reference / per_message:.0f}x slower)")
+    print(f"premailer calls per edition: {calls} for {len(variants)} variants "
+          f"({'OK' if calls == len(variants) else 'MISMATCH'})")
+
+
+if __name__ == "__main__":
+    main()
