@@ -275,11 +275,79 @@ def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
 
     store = _subscribers(obj).store
     if csv_file is None:
-        export_csv(store, click.get_text_stream("stdout"))
+        export_csv(store, sys.stdout)
         return
     with csv_file.open("w", encoding="utf-8", newline="") as out:
         count = export_csv(store, out)
     click.echo(f"exported {count} subscribers to {csv_file}")
+
+
+@cli.command()
+@window_options
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send and store nothing.")
+@click.option("--yes", is_flag=True, help="Send without asking (needed without a terminal).")
+@click.option("--to", "to", metavar="EMAIL", help="Send one copy to EMAIL only, outside the "
+              "journal (a test send).")
+@click.option("--categories", help="With --to: the variant of these categories (A,B).")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="SMTP connections.")
+@click.option("--rate", type=click.FloatRange(min=0), help="Messages per second (0: no limit).")
+@pass_ctx
+def send(obj: _Context, since: str | None, until: str | None, week: str | None,
+         days: int | None, dry_run: bool, yes: bool, to: str | None, categories: str | None,
+         limit: int | None, concurrency: int | None, rate: float | None) -> None:
+    """Compose the window's edition and deliver it to every active subscriber."""
+    from newsletter import send_job as sending
+
+    settings = obj.settings
+    window = make_window(settings, since, until, week, days)
+    if categories is not None and to is None:
+        raise click.UsageError("--categories goes with --to")
+    if to is not None:
+        click.echo(sending.test_copy(settings, window, to, categories))
+        return
+    job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate)
+    with job:
+        click.echo(job.describe())
+        if dry_run:
+            click.echo("Dry run: nothing was sent or stored.")
+            return
+        if job.nothing_to_do():
+            click.echo(job.done_message())
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise click.UsageError("refusing to send without a terminal to confirm; "
+                                       "add --yes")
+            click.confirm(f"Send to {job.todo()} recipients via {job.via}?", abort=True)
+        report = job.run(progress=sys.stderr.isatty())
+        click.echo(job.summary(report))
+    if report.failed or report.deferred or report.interrupted:
+        sys.exit(1)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def editions(ctx: click.Context) -> None:
+    """List editions with their delivery counts."""
+    if ctx.invoked_subcommand is None:
+        from newsletter import send_job as sending
+
+        obj = ctx.find_object(_Context)
+        assert obj is not None
+        for line in sending.edition_lines(obj.settings):
+            click.echo(line)
+
+
+@editions.command("show")
+@click.argument("number", type=int)
+@pass_ctx
+def editions_show(obj: _Context, number: int) -> None:
+    """Show one edition: its window, variants, counts and every failure."""
+    from newsletter import send_job as sending
+
+    for line in sending.edition_detail(obj.settings, number):
+        click.echo(line)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ gets the same variant, so each variant is rendered (and its CSS inlined) once.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -218,3 +219,39 @@ def compose_window(settings: Settings, window: Window,
     """Load the window's digests and compose them; problems are returned, not raised."""
     result = load_digests(settings, window)
     return compose(result.digests, settings, window, number), result
+
+
+def edition_to_json(edition: Edition) -> str:
+    """The composed edition, kept in the snapshot so a resumed send can render new variants."""
+    def link(d: DigestLink) -> dict[str, str]:
+        return {"title": d.title, "url": d.url, "date": d.date.isoformat()}
+
+    return json.dumps({
+        "window": [edition.window.start.isoformat(), edition.window.end.isoformat()],
+        "number": edition.number, "labels": edition.labels, "order": list(edition.order),
+        "digests": [link(d) for d in edition.digests],
+        "stories": [{**{k: getattr(s, k) for k in ("key", "headline", "url", "summary_md",
+                                                     "summary_text")},
+                     "sources": list(s.sources), "date": s.date.isoformat(),
+                     "coverage": [link(d) for d in s.coverage],
+                     "categories": None if s.categories is None else sorted(s.categories)}
+                    for s in edition.stories],
+    }, ensure_ascii=False)
+
+
+def edition_from_json(text: str) -> Edition:
+    data = json.loads(text)
+
+    def link(d: dict[str, str]) -> DigestLink:
+        return DigestLink(d["title"], d["url"], datetime.fromisoformat(d["date"]))
+
+    stories = tuple(Story(
+        key=s["key"], headline=s["headline"], url=s["url"], sources=tuple(s["sources"]),
+        summary_md=s["summary_md"], summary_text=s["summary_text"],
+        date=datetime.fromisoformat(s["date"]), coverage=tuple(link(d) for d in s["coverage"]),
+        categories=None if s["categories"] is None else frozenset(s["categories"]))
+        for s in data["stories"])
+    start, end = (datetime.fromisoformat(x) for x in data["window"])
+    return Edition(window=Window(start, end), number=data["number"], stories=stories,
+                   digests=tuple(link(d) for d in data["digests"]), labels=data["labels"],
+                   order=tuple(data["order"]))

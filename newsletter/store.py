@@ -44,6 +44,8 @@ _MIGRATIONS: list[str] = [
         window_start TEXT NOT NULL,
         window_end TEXT NOT NULL,
         created_at TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        payload TEXT NOT NULL,
         UNIQUE (window_start, window_end)
     );
     CREATE TABLE variants (
@@ -258,6 +260,71 @@ class Store:
         return {row["categories"]: row["n"] for row in self.db.execute(
             "SELECT categories, COUNT(*) AS n FROM subscribers WHERE status = 'active' "
             "GROUP BY categories ORDER BY categories")}
+
+    # ------------------------------------------------------------ editions and deliveries
+
+    def edition(self, *, edition_id: int | None = None, window: tuple[str, str] | None = None,
+                number: int | None = None) -> sqlite3.Row | None:
+        args: tuple[object, ...]
+        if edition_id is not None:
+            where, args = "id = ?", (edition_id,)
+        elif number is not None:
+            where, args = "number = ?", (number,)
+        else:
+            assert window is not None
+            where, args = "window_start = ? AND window_end = ?", window
+        row: sqlite3.Row | None = self.db.execute(
+            f"SELECT * FROM editions WHERE {where}", args).fetchone()
+        return row
+
+    def editions(self) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT e.*, "
+            "SUM(d.status = 'sent') AS sent, SUM(d.status = 'failed') AS failed, "
+            "SUM(d.status = 'deferred') AS deferred, SUM(d.status = 'skipped') AS skipped, "
+            "SUM(d.status = 'pending') AS pending, COUNT(d.id) AS recipients "
+            "FROM editions e LEFT JOIN deliveries d ON d.edition_id = e.id "
+            "GROUP BY e.id ORDER BY e.number").fetchall()
+
+    def delivery_counts(self, edition_id: int) -> dict[str, int]:
+        counts = {s: 0 for s in DELIVERY_STATES}
+        for row in self.db.execute("SELECT status, COUNT(*) FROM deliveries "
+                                   "WHERE edition_id = ? GROUP BY status", (edition_id,)):
+            counts[row[0]] = row[1]
+        return counts
+
+    def variant_rows(self, edition_id: int) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM variants WHERE edition_id = ? ORDER BY key",
+                               (edition_id,)).fetchall()
+
+    def insert_variant(self, db: sqlite3.Connection, edition_id: int, variant: Any) -> None:
+        db.execute("INSERT OR IGNORE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (edition_id, variant.key, join_categories(variant.categories),
+                    variant.subject, variant.html, variant.text, variant.nonce,
+                    variant.stories, variant.dropped))
+
+    def todo(self, edition_id: int, after_id: int, batch: int) -> list[sqlite3.Row]:
+        """The next deliveries still to send (pending, or deferred by an earlier run)."""
+        return self.db.execute(
+            "SELECT id, subscriber_id, email, name, variant_key, attempts FROM deliveries "
+            "WHERE edition_id = ? AND status IN ('pending', 'deferred') AND id > ? "
+            "ORDER BY id LIMIT ?", (edition_id, after_id, batch)).fetchall()
+
+    def record(self, delivery_id: int, status: str, *, attempts: int, reply: str = "",
+               bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
+        """Journal one result at once (autocommit: durable before the next message)."""
+        with self.write() as db:
+            db.execute("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, "
+                       "updated_at = ?, variant_key = COALESCE(?, variant_key) WHERE id = ?",
+                       (status, attempts, reply[:500], now_iso(), variant_key, delivery_id))
+            if bounce_subscriber is not None:
+                db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
+                           "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
+
+    def failures(self, edition_id: int) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT email, status, attempts, reply FROM deliveries WHERE edition_id = ? "
+            "AND status IN ('failed', 'deferred') ORDER BY id", (edition_id,)).fetchall()
 
     def next_edition_number(self) -> int:
         row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()

@@ -1,0 +1,226 @@
+"""One `newsletter send` run: plan or resume the window's edition, confirm, deliver, report.
+
+The CLI stays a few lines: this module owns the words it prints and the one
+`asyncio.run()` with its signal handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import Any
+
+from newsletter.compose import compose_window
+from newsletter.config import Settings, secret_key
+from newsletter.errors import NewsletterError
+from newsletter.message import MessageFactory, Recipient
+from newsletter.render import Renderer
+from newsletter.send import (
+    Sender,
+    SendOptions,
+    SendReport,
+    find_snapshot,
+    load_snapshot,
+    plan_edition,
+    send_copy,
+    store_snapshot,
+)
+from newsletter.store import Store
+from newsletter.subscribers import normalize_email, parse_categories
+from newsletter.tokens import Tokens
+from newsletter.transport import describe, make_transport
+from newsletter.window import Window
+
+
+def signing_tokens(settings: Settings) -> Tokens:
+    """Real sends need NEWSLETTER_SECRET_KEY; the local Maildir outbox may do without."""
+    return Tokens(secret_key(development=settings.smtp is None))
+
+
+class SendJob:
+    def __init__(self, settings: Settings, window: Window, *, limit: int | None = None,
+                 concurrency: int | None = None, rate: float | None = None) -> None:
+        self.settings, self.window = settings, window
+        self.options = SendOptions.from_settings(settings, limit=limit,
+                                                 concurrency=concurrency, rate=rate)
+        self.tokens = signing_tokens(settings)
+        self.store = Store(settings.store_path)
+        self.renderer = Renderer(settings)
+        self.via = describe(settings)
+        self.snapshot = find_snapshot(self.store, window)
+        self.plan = None if self.snapshot else plan_edition(self.store, settings, window,
+                                                            self.renderer)
+
+    def __enter__(self) -> SendJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+    def todo(self) -> int:
+        if self.snapshot is not None:
+            return self.snapshot.todo
+        assert self.plan is not None
+        return sum(self.plan.recipients.values())
+
+    def nothing_to_do(self) -> bool:
+        return self.todo() == 0
+
+    def describe(self) -> str:
+        lines = []
+        if self.snapshot is not None:
+            snap = self.snapshot
+            counts = ", ".join(f"{k} {v}" for k, v in snap.counts.items())
+            lines.append(f"Edition {snap.number} ({self.window.label()}) was stored before: "
+                         f"resuming it. {snap.subject}")
+            lines.append(f"  deliveries: {counts}")
+            variants = snap.variants
+        else:
+            assert self.plan is not None
+            for problem in self.plan.problems:
+                lines.append(f"warning: {problem}")
+            first = self.plan.variants[0].subject if self.plan.variants else ""
+            lines.append(f"Edition {self.plan.edition.number} ({self.window.label()}): "
+                         f"{len(self.plan.edition.stories)} stories. {first}")
+            variants = self.plan.recipients
+            for key, count in self.plan.empty.items():
+                lines.append(f"  {key}: no stories this week; its {count} subscribers get "
+                             "nothing")
+        for key, count in variants.items():
+            lines.append(f"  variant {key}: {count} recipients")
+        lines.append(f"Delivery: {self.via}; {self.todo()} messages to send.")
+        return "\n".join(lines)
+
+    def done_message(self) -> str:
+        if self.snapshot is not None:
+            return f"Edition {self.snapshot.number} is fully sent; nothing to do."
+        return "No active subscriber gets any story in this window; nothing to send."
+
+    def run(self, *, progress: bool = False) -> SendReport:
+        if self.snapshot is None:
+            assert self.plan is not None
+            self.snapshot = store_snapshot(self.store, self.plan)
+        total = self.snapshot.todo if self.options.limit is None else min(
+            self.snapshot.todo, self.options.limit)
+        return asyncio.run(self._run(total, progress))
+
+    async def _run(self, total: int, progress: bool) -> SendReport:
+        assert self.snapshot is not None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        shown = [0.0]
+
+        def show(report: SendReport) -> None:
+            now = time.monotonic()
+            if progress and (now - shown[0] > 0.25 or report.done == total):
+                shown[0] = now
+                rate = report.done / max(now - report.started, 1e-6)
+                eta = (total - report.done) / rate if rate else 0
+                sys.stderr.write(f"\r{_bar(report.done, total)} {report.done}/{total} "
+                                 f"{rate:,.0f} msg/s ETA {eta:,.0f}s ")
+                sys.stderr.flush()
+
+        sender = Sender(self.store, self.settings, self.snapshot.edition_id,
+                        make_transport(self.settings), self.options, renderer=self.renderer,
+                        tokens=self.tokens, stop=stop, on_result=show)
+        try:
+            return await sender.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if progress:
+                sys.stderr.write("\n")
+
+    def summary(self, report: SendReport) -> str:
+        assert self.snapshot is not None
+        seconds = time.monotonic() - report.started
+        lines = [f"Edition {self.snapshot.number}: sent {report.sent}, deferred "
+                 f"{report.deferred}, failed {report.failed}, skipped {report.skipped} "
+                 f"in {seconds:.1f}s."]
+        left = load_snapshot(self.store, self.store.edition(
+            edition_id=self.snapshot.edition_id)).todo  # type: ignore[arg-type]
+        again = "newsletter send " + _window_args(self.window)
+        if report.interrupted:
+            lines.append(f"Interrupted: every result so far is recorded. {left} messages "
+                         f"remain; resume with `{again}`.")
+        elif left:
+            lines.append(f"{left} messages remain (deferred or over --limit); run `{again}` "
+                         "again later to resume.")
+        if report.failed:
+            lines.append(f"Failures: `newsletter editions show {self.snapshot.number}`.")
+        if not left and not report.interrupted:
+            lines.append(f"Edition {self.snapshot.number} is fully sent. Next: "
+                         "`newsletter editions` to see every edition.")
+        return "\n".join(lines)
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = width * done // max(total, 1)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _window_args(window: Window) -> str:
+    return f"--since {window.start.isoformat()} --until {window.end.isoformat()}"
+
+
+def test_copy(settings: Settings, window: Window, to: str, categories: str | None) -> str:
+    """Send one copy of a variant to one address; the journal is not touched."""
+    email, key = normalize_email(to)
+    renderer = Renderer(settings)
+    recipient = Recipient(email)
+    chosen: tuple[str, ...] = ()
+    with Store(settings.store_path) as store:
+        known = store.subscriber(key)
+        if known is not None:
+            recipient = Recipient(known.email, known.name, known.id)
+            chosen = known.categories
+        stored = store.edition(window=(window.start.isoformat(), window.end.isoformat()))
+        number = int(stored["number"]) if stored else store.next_edition_number()
+        edition, _ = compose_window(settings, window, number)
+    if categories is not None:
+        chosen = parse_categories(categories, settings)
+    plan = edition.plan(chosen)
+    if not plan.stories:
+        raise NewsletterError(f"variant {plan.key} has no stories in {window.label()}; "
+                              "nothing to send")
+    variant = renderer.render(edition, plan)
+    factory = MessageFactory(settings, variant, renderer, signing_tokens(settings))
+    reply = asyncio.run(send_copy(settings, make_transport(settings), factory, recipient))
+    return (f"Sent one copy of variant {variant.key} ({variant.subject}) to {email} via "
+            f"{describe(settings)}: {reply}")
+
+
+def edition_lines(settings: Settings) -> list[str]:
+    with Store(settings.store_path) as store:
+        rows = store.editions()
+    if not rows:
+        return ["No editions yet. Send one with `newsletter send`."]
+    lines = []
+    for row in rows:
+        lines.append(f"#{row['number']:<4} {row['window_start'][:10]} – {row['window_end'][:10]}"
+                     f"  recipients {row['recipients'] or 0}, sent {row['sent'] or 0}, "
+                     f"pending {row['pending'] or 0}, deferred {row['deferred'] or 0}, "
+                     f"failed {row['failed'] or 0}, skipped {row['skipped'] or 0}")
+    return lines
+
+
+def edition_detail(settings: Settings, number: int) -> list[str]:
+    with Store(settings.store_path) as store:
+        row = store.edition(number=number)
+        if row is None:
+            raise NewsletterError(f"no edition {number} (see `newsletter editions`)")
+        snap = load_snapshot(store, row)
+        failures: list[Any] = store.failures(snap.edition_id)
+    lines = [f"Edition {number}: {row['window_start']} – {row['window_end']}",
+             f"Subject: {snap.subject}",
+             "Deliveries: " + ", ".join(f"{k} {v}" for k, v in snap.counts.items())]
+    lines += [f"  variant {k}: {v} recipients" for k, v in snap.variants.items()]
+    if failures:
+        lines.append("Failed or deferred:")
+        lines += [f"  {f['email']}  {f['status']} after {f['attempts']} attempts: {f['reply']}"
+                  for f in failures]
+    return lines

@@ -1,0 +1,166 @@
+"""Where messages go: an SMTP server (aiosmtplib) or a Maildir outbox.
+
+A connection sends one message at a time and reports the outcome as data: `Accepted`, or
+raises `TransientFailure` (try again later) or `PermanentFailure` (the server refused it
+for good). The sender decides what to do with each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from newsletter.config import Settings, SmtpSettings
+from newsletter.errors import DeliveryError
+
+
+class TransientFailure(Exception):
+    """4xx, a dropped connection or a timeout: the message may be tried again."""
+
+    def __init__(self, reply: str, *, reconnect: bool = True) -> None:
+        super().__init__(reply)
+        self.reply, self.reconnect = reply, reconnect
+
+
+class PermanentFailure(Exception):
+    """5xx: the server refused this message; `bounce` when the recipient was refused."""
+
+    def __init__(self, reply: str, *, bounce: bool) -> None:
+        super().__init__(reply)
+        self.reply, self.bounce = reply, bounce
+
+
+class Connection(Protocol):
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        """Deliver one message; returns the server's reply."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    name: str
+
+    async def connect(self) -> Connection: ...
+
+
+# ---------------------------------------------------------------- SMTP
+
+def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {exc.message}".strip()
+
+
+class SmtpConnection:
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        try:
+            _, reply = await self.client.sendmail(sender, [recipient], message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0]
+            if 400 <= refused.code < 500:
+                raise TransientFailure(_reply(refused), reconnect=False) from exc
+            raise PermanentFailure(_reply(refused), bounce=True) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421 or 400 <= exc.code < 500 or exc.code < 200:
+                raise TransientFailure(_reply(exc), reconnect=exc.code == 421) from exc
+            raise PermanentFailure(_reply(exc), bounce=False) from exc
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+        return str(reply)
+
+    async def close(self) -> None:
+        try:
+            if self.client.is_connected:
+                await asyncio.wait_for(self.client.quit(), timeout=5)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            self.client.close()
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, smtp: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+        self.smtp = smtp
+        self.tls_context = tls_context
+
+    async def connect(self) -> SmtpConnection:
+        s = self.smtp
+        client = aiosmtplib.SMTP(
+            hostname=s.host, port=s.port, timeout=s.timeout, use_tls=s.tls == "implicit",
+            start_tls=s.tls == "starttls", validate_certs=s.verify,
+            tls_context=self.tls_context)
+        try:
+            await client.connect()
+            if s.username:
+                await client.login(s.username, s.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise DeliveryError(f"SMTP login to {s.host}:{s.port} as {s.username!r} failed: "
+                                f"{_reply(exc)} (check [smtp] username and "
+                                "NEWSLETTER_SMTP_PASSWORD)") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            raise TransientFailure(_reply(exc)) from exc
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise TransientFailure(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
+        return SmtpConnection(client)
+
+
+# ---------------------------------------------------------------- Maildir
+
+class MaildirConnection:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.host = socket.gethostname().replace("/", "_").replace(":", "_")
+        self.counter = 0
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        """Write to tmp/, then rename into new/: a reader never sees half a message."""
+        self.counter += 1
+        name = f"{time.time_ns()}.P{os.getpid()}Q{self.counter}.{self.host}"
+        tmp = self.root / "tmp" / name
+        tmp.write_bytes(message)
+        os.rename(tmp, self.root / "new" / name)
+        return f"250 written to {self.root / 'new' / name}"
+
+    async def close(self) -> None:
+        return None
+
+
+class MaildirTransport:
+    name = "maildir"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def connect(self) -> MaildirConnection:
+        try:
+            for sub in ("tmp", "new", "cur"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"{self.root}: cannot create the Maildir outbox: "
+                                f"{exc.strerror or exc}") from exc
+        return MaildirConnection(self.root)
+
+
+def make_transport(settings: Settings) -> SmtpTransport | MaildirTransport:
+    """SMTP when [smtp] is configured, else the Maildir outbox."""
+    if settings.smtp is not None:
+        return SmtpTransport(settings.smtp)
+    return MaildirTransport(settings.outbox_dir)
+
+
+def describe(settings: Settings) -> str:
+    if settings.smtp is not None:
+        return f"SMTP {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.tls})"
+    return f"Maildir outbox {settings.outbox_dir}"
