@@ -131,3 +131,90 @@ def static_server():  # type: ignore[no-untyped-def]
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# ---------------------------------------------------------------- a real SMTP server
+
+class FaultyHandler:
+    """aiosmtpd handler that records messages and injects the faults a test asks for."""
+
+    def __init__(self) -> None:
+        import collections
+
+        self.messages: list[tuple[str, bytes]] = []  # (recipient, raw message)
+        self.refuse: dict[str, str] = {}  # recipient -> permanent reply
+        self.busy: collections.Counter[str] = collections.Counter()  # recipient -> 451 count
+        self.mail_faults: list[str] = []  # replies to the next MAIL commands
+        self.data_faults: list[str] = []  # replies to the next DATA commands
+        self.drops = 0  # connections to drop at the next DATA (nothing stored)
+        self.stalls = 0  # DATA replies to delay beyond the client's timeout (nothing stored)
+        self.stall_seconds = 3.0
+        self.connections = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if self.mail_faults:
+            return self.mail_faults.pop(0)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if address in self.refuse:
+            return self.refuse[address]
+        if self.busy[address] > 0:
+            self.busy[address] -= 1
+            return "451 4.2.0 mailbox busy, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        if self.data_faults:
+            return self.data_faults.pop(0)
+        if self.drops > 0:
+            self.drops -= 1
+            server.transport.close()
+            return "250 never seen"
+        if self.stalls > 0:
+            self.stalls -= 1
+            await asyncio.sleep(self.stall_seconds)
+            return "451 4.4.2 too slow"
+        for rcpt in envelope.rcpt_tos:
+            self.messages.append((rcpt, envelope.original_content))
+        return "250 2.0.0 queued"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_server():  # type: ignore[no-untyped-def]
+    """A real aiosmtpd server on an ephemeral loopback port; yields (handler, port)."""
+    from aiosmtpd.controller import Controller
+
+    handler = FaultyHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False,
+                            ready_timeout=10)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def smtp_settings(settings: Settings, port: int, **send: object) -> Settings:
+    """The test site's settings delivering to the loopback server."""
+    import dataclasses
+
+    from newsletter.config import SendSettings, SmtpSettings
+
+    options = {"concurrency": 3, "retry_delay": 0.01, "max_attempts": 4, **send}
+    return dataclasses.replace(
+        settings, smtp=SmtpSettings(host="127.0.0.1", port=port, tls="none", timeout=1.0),
+        send=SendSettings(**options))  # type: ignore[arg-type]
