@@ -350,5 +350,22 @@ def editions_show(obj: _Context, number: int) -> None:
         click.echo(line)
 
 
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--dev", is_flag=True, help="Allow running without NEWSLETTER_SECRET_KEY "
+              "(a fixed development key: never in production).")
+@pass_ctx
+def serve_command(obj: _Context, host: str, port: int, dev: bool) -> None:
+    """Serve the preference center, unsubscribe and signup pages."""
+    from newsletter.config import secret_key
+    from newsletter.web import serve
+
+    secret = secret_key(development=dev)
+    click.echo(f"Preference center on http://{host}:{port}/ (links in emails use "
+               f"{obj.settings.public_url})")
+    serve(obj.settings, secret, host=host, port=port)
+
+
 def main() -> None:
     cli(prog_name="newsletter")

@@ -7,7 +7,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 PREFERENCES = "preferences"
 UNSUBSCRIBE = "unsubscribe"
 CONFIRM = "confirm"
-PURPOSES = (PREFERENCES, UNSUBSCRIBE, CONFIRM)
+FORM = "form"  # the anti-forgery value of a web form
+PURPOSES = (PREFERENCES, UNSUBSCRIBE, CONFIRM, FORM)
 
 
 class Tokens:

@@ -218,3 +218,40 @@ def smtp_settings(settings: Settings, port: int, **send: object) -> Settings:
     return dataclasses.replace(
         settings, smtp=SmtpSettings(host="127.0.0.1", port=port, tls="none", timeout=1.0),
         send=SendSettings(**options))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def web_site(site: Path) -> tuple[Path, str]:
+    """The test site with `[web] url` set to a free loopback port (server not started)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = site / "newsletter.toml"
+    config.write_text(config.read_text(encoding="utf-8") + f'\n[web]\nurl = "{url}"\n',
+                      encoding="utf-8")
+    return site, url
+
+
+@pytest.fixture
+def web_server(web_site: tuple[Path, str]):  # type: ignore[no-untyped-def]
+    """`newsletter serve`'s app under a real uvicorn on loopback; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from newsletter.web import create_app
+
+    site, url = web_site
+    settings = load_settings(site / "newsletter.toml")
+    port = int(url.rsplit(":", 1)[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, "test-secret-key"),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield url
+    server.should_exit = True
+    thread.join(timeout=15)
