@@ -93,9 +93,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():  # type: ignore[no-untyped-def]
-    """A real headless Chromium. Missing browser: skip locally, fail when CI requires it."""
+    """A real headless Chromium. Missing browser: skip locally, fail when CI requires it.
+    Per test: Playwright's sync API holds an event loop while it runs, and other tests
+    need `asyncio.run()`."""
     import os
 
     if not Path(CHROMIUM).exists():
