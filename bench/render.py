@@ -9,20 +9,17 @@ rendering and inlining per message (what a mailmerge-style sender does).
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from newsletter.compose import compose  # noqa: E402
-from newsletter.config import load_settings  # noqa: E402
-from newsletter.content import Digest, Item  # noqa: E402
-from newsletter.message import MessageFactory, Recipient  # noqa: E402
-from newsletter.render import Renderer, inline_calls  # noqa: E402
-from newsletter.tokens import Tokens  # noqa: E402
-from newsletter.window import resolve_window  # noqa: E402
+from newsletter.compose import compose
+from newsletter.config import load_settings
+from newsletter.content import Digest, Item
+from newsletter.message import MessageFactory, Recipient
+from newsletter.render import Renderer, inline_calls
+from newsletter.tokens import Tokens
+from newsletter.window import resolve_window
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CATEGORY_WORDS = {"models": "模型", "products": "发布", "robotics": "机器人", "opinion": "认为"}

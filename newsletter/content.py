@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import textwrap
 import tomllib
@@ -32,6 +33,7 @@ from newsletter.errors import ContentError
 from newsletter.window import Window
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
+HEAD_BYTES = 8192  # enough for any sane front matter; longer ones are read whole
 SUFFIXES = (".md", ".markdown")
 _SOURCE_LABEL = re.compile(r"^\s*(来源|來源|出处|Sources?|Via)\s*[:：]\s*", re.IGNORECASE)
 _COMPACT_STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)")
@@ -111,11 +113,16 @@ def load_digests(settings: Settings, window: Window | None = None,
 
 
 def iter_digest_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).parts
-        hidden = any(p.startswith(".") for p in relative)
-        if path.suffix.lower() in SUFFIXES and not hidden and path.is_file():
-            yield path
+    """Markdown files under `folder`, in name order, skipping hidden files and folders."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            yield from iter_digest_files(Path(entry.path))
+        elif entry.is_file() and entry.name.lower().endswith(SUFFIXES):
+            yield Path(entry.path)
 
 
 # ---------------------------------------------------------------- reading and front matter
@@ -123,20 +130,22 @@ def iter_digest_files(folder: Path) -> Iterator[Path]:
 @dataclass(frozen=True)
 class Header:
     path: Path
-    meta: dict[str, Any]
-    body: str
     date: datetime
     draft: bool
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, head: int | None = None) -> str:
+    """The file as text (BOM and CRLF handled); with `head`, at most about that many bytes."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ContentError(f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,} byte limit")
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(head if head is not None else -1)
     except OSError as exc:
         raise ContentError(f"cannot read file: {exc.strerror or exc}") from exc
+    if head is not None and len(raw) == head:
+        raw = _whole_characters(raw)
     if not raw.strip():
         raise ContentError("empty file")
     if b"\x00" in raw:
@@ -148,12 +157,40 @@ def read_text(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+HEADER_KEYS = ("date", "publishDate", "draft")
+
+
+def _whole_characters(raw: bytes) -> bytes:
+    """Drop a UTF-8 character cut in two at the end of a partial read."""
+    for cut in range(1, 4):
+        if len(raw) > cut and raw[-cut] & 0xC0 == 0xC0:  # a lead byte
+            return raw[:-cut]
+        if len(raw) > cut and raw[-cut] & 0xC0 != 0x80:  # ASCII: nothing cut
+            break
+    return raw
+
+
 class _FastYAMLHandler(YAMLHandler):
     """YAML front matter with the C loader when PyYAML has one (10x faster)."""
 
     def load(self, fm: str, **kwargs: Any) -> Any:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(fm, Loader=loader)
+        return yaml.load(fm, Loader=_YAML_LOADER)
+
+    def load_keys(self, fm: str, keys: tuple[str, ...]) -> Any:
+        """Parse the whole document (so errors show) but build only `keys`' values: for a
+        post outside the window nothing else is needed, and building is the slow part."""
+        loader = _YAML_LOADER(fm)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return {}
+            if not isinstance(node, yaml.MappingNode):
+                return node.value
+            return {k.value: loader.construct_object(v, deep=True) for k, v in node.value
+                    if isinstance(k, yaml.ScalarNode) and k.value in keys}
+        finally:
+            loader.dispose()
 
 
 class _TOMLHandler(BaseHandler):
@@ -169,7 +206,9 @@ class _TOMLHandler(BaseHandler):
 _HANDLERS = [_FastYAMLHandler(), _TOMLHandler(), JSONHandler()]
 
 
-def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+def split_front_matter(text: str, keys: tuple[str, ...] | None = None
+                       ) -> tuple[dict[str, Any], str]:
+    """Front matter and body; with `keys`, YAML front matter builds only those values."""
     handler = frontmatter.detect_format(text, _HANDLERS)
     if handler is None:
         lines = text.lstrip("\n").split("\n", 40)
@@ -178,7 +217,10 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         return {}, text
     try:
         fm, body = handler.split(text)
-        meta = handler.load(fm)
+        if keys is not None and isinstance(handler, _FastYAMLHandler):
+            meta = handler.load_keys(fm, keys)
+        else:
+            meta = handler.load(fm)
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""
@@ -193,9 +235,17 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
 
 
 def read_header(path: Path, tz: tzinfo) -> Header:
-    meta, body = split_front_matter(read_text(path))
+    """What selecting by window needs, the date and the draft flag, from the file's head
+    (the whole file when its front matter is longer)."""
+    text = read_text(path, HEAD_BYTES)
+    try:
+        meta, _ = split_front_matter(text, HEADER_KEYS)
+    except ContentError:
+        if len(text.encode("utf-8")) < HEAD_BYTES - 4:
+            raise
+        meta, _ = split_front_matter(read_text(path), HEADER_KEYS)
     draft = meta.get("draft") is True or str(meta.get("draft")).lower() == "true"
-    return Header(path, meta, body, digest_date(meta, path, tz), draft)
+    return Header(path, digest_date(meta, path, tz), draft)
 
 
 def digest_date(meta: dict[str, Any], path: Path, tz: tzinfo) -> datetime:
@@ -280,10 +330,10 @@ def map_categories(raw: Any, aliases: dict[str, str]) -> tuple[str, ...]:
 
 
 def build_digest(header: Header, settings: Settings, aliases: dict[str, str]) -> Digest:
-    meta = header.meta
-    tokens = _MD.parse(header.body)
+    meta, body = split_front_matter(read_text(header.path))
+    tokens = _MD.parse(body)
     title = _meta_text(meta, "title") or _first_heading(tokens) or header.path.stem
-    items = extract_items(header.body, tokens)
+    items = extract_items(body, tokens)
     excerpt = _meta_text(meta, "description") or _meta_text(meta, "summary")
     if not excerpt:
         excerpt = _shorten(_first_paragraph(tokens), 300)
