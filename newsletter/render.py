@@ -108,8 +108,23 @@ class Renderer:
                                keep_trailing_newline=False)
         self.env.filters["markdown"] = markdown_html
         self._greeting = self.env.get_template("greeting.txt.j2")
+        self._around_name: tuple[str, str] | None = None
 
     def greeting(self, name: str) -> str:
+        """The greeting line for `name`. It runs once per message, so when the template puts
+        the name in once, as given, the text around it is rendered once and reused."""
+        if not name:
+            return self._render_greeting("")
+        if self._around_name is None:
+            marker = f"nlname{secrets.token_hex(6)}"
+            parts = self._render_greeting(marker).split(marker)
+            self._around_name = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
+        before, after = self._around_name
+        if before or after:
+            return f"{before}{' '.join(name.split())}{after}"
+        return self._render_greeting(name)
+
+    def _render_greeting(self, name: str) -> str:
         return " ".join(self._greeting.render(name=name, lang=self.settings.language).split())
 
     def _context(self, edition: Edition, plan: VariantPlan, slots: Slots) -> dict[str, Any]:

@@ -312,14 +312,17 @@ class Store:
 
     def record(self, delivery_id: int, status: str, *, attempts: int, reply: str = "",
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
-        """Journal one result at once (autocommit: durable before the next message)."""
+        """Journal one result at once: committed before the next message on its connection."""
+        update = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
+                  "variant_key = COALESCE(?, variant_key) WHERE id = ?")
+        values = (status, attempts, reply[:500], now_iso(), variant_key, delivery_id)
+        if bounce_subscriber is None:
+            self.db.execute(update, values)  # one statement: its own transaction
+            return
         with self.write() as db:
-            db.execute("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, "
-                       "updated_at = ?, variant_key = COALESCE(?, variant_key) WHERE id = ?",
-                       (status, attempts, reply[:500], now_iso(), variant_key, delivery_id))
-            if bounce_subscriber is not None:
-                db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
-                           "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
+            db.execute(update, values)
+            db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
+                       "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
 
     def failures(self, edition_id: int) -> list[sqlite3.Row]:
         return self.db.execute(
