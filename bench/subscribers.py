@@ -1,0 +1,93 @@
+"""Import and export 100,000 subscribers: rows per second and peak memory.
+
+Each size runs in a fresh child process, so peak memory (Python heap via tracemalloc, and
+max RSS) is that run's own; the 10,000-row run is the reference the 100,000-row run is
+compared with (import streams the file: the target is at most 1.5x).
+
+    python bench/subscribers.py [ROWS]
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+CONFIG = """
+[newsletter]
+timezone = "UTC"
+[[categories]]
+name = "models"
+[[categories]]
+name = "robots"
+[[categories]]
+name = "apps"
+"""
+
+
+def child(rows: int) -> None:
+    from newsletter.config import load_settings
+    from newsletter.store import Store
+    from newsletter.subscribers import export_csv, import_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "newsletter.toml").write_text(CONFIG, encoding="utf-8")
+        source = folder / "in.csv"
+        cats = ["models", "robots;apps", "", "apps"]
+        with source.open("w", encoding="utf-8") as out:
+            out.write("email,name,categories,status\n")
+            for n in range(rows):
+                out.write(f"reader{n}@example.net,Reader {n},{cats[n % 4]},active\n")
+        settings = load_settings(folder / "newsletter.toml")
+        with Store(settings.store_path) as store:
+            tracemalloc.start()
+            started = time.perf_counter()
+            report = import_csv(store, settings, source)
+            import_seconds = time.perf_counter() - started
+            import_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            started = time.perf_counter()
+            with (folder / "out.csv").open("w", encoding="utf-8", newline="") as out:
+                exported = export_csv(store, out)
+            export_seconds = time.perf_counter() - started
+            export_peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert report.added == rows and exported == rows, (report, exported)
+    print(json.dumps({
+        "import_rate": rows / import_seconds, "export_rate": rows / export_seconds,
+        "import_peak_mb": import_peak / 2**20, "export_peak_mb": export_peak / 2**20,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def measure(rows: int) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, "--child", str(rows)],
+                          capture_output=True, text=True, check=True, timeout=1800)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]))
+        return
+    large = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    small = large // 10
+    results = {rows: measure(rows) for rows in (small, large)}
+    for rows, r in results.items():
+        print(f"{rows:>8,} rows: import {r['import_rate']:9,.0f} rows/s "
+              f"(peak heap {r['import_peak_mb']:.1f} MB), export {r['export_rate']:9,.0f} rows/s "
+              f"(peak heap {r['export_peak_mb']:.1f} MB), max RSS {r['max_rss_mb']:.0f} MB")
+    a, b = results[small], results[large]
+    print(f"peak heap ratio {large:,} / {small:,}: import "
+          f"{b['import_peak_mb'] / a['import_peak_mb']:.2f}, export "
+          f"{b['export_peak_mb'] / a['export_peak_mb']:.2f} (target <= 1.5); "
+          f"max RSS ratio {b['max_rss_mb'] / a['max_rss_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
