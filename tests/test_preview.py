@@ -87,3 +87,45 @@ def test_preview_in_chromium_phone_and_desktop(example_site: Path, browser: Any,
     index.goto(f"{base}/index.html")
     assert index.locator("iframe").count() >= 3
     index.close()
+
+
+def test_preview_server_rerenders_when_a_digest_changes(example_site: Path,
+                                                        static_server: Any) -> None:
+    import threading
+    import time
+    import urllib.request
+
+    from newsletter.preview import serve_preview
+    from tests.conftest import free_port
+
+    settings = load_settings(example_site / "newsletter.toml")
+    window = resolve_window(tz=settings.timezone, week="2025-W51")
+    out = example_site / "pv"
+
+    def build() -> Any:
+        return write_preview(settings, window, out, categories="")
+
+    build()
+    port = free_port()
+    stop = threading.Event()
+    builds: list[Any] = []
+    thread = threading.Thread(target=serve_preview, args=(settings, build, out),
+                              kwargs={"port": port, "on_build": builds.append, "stop": stop},
+                              daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.2)
+        post = example_site / "content" / "2025-12-15-08.md"
+        post.write_text(post.read_text(encoding="utf-8").replace(
+            "DeepSeek 发布 V3.2", "DeepSeek 发布 V9.9"), encoding="utf-8")
+        deadline = time.monotonic() + 20
+        while not builds and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert builds, "no re-render after the digest changed"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/all.html", timeout=10) as page:
+            assert "DeepSeek 发布 V9.9" in page.read().decode("utf-8")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/version.txt", timeout=10) as v:
+            assert v.read() == b"1"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
