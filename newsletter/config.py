@@ -82,12 +82,6 @@ class Settings:
     def public_url(self) -> str:
         return (self.web_url or self.base_url).rstrip("/")
 
-    def category(self, name: str) -> Category | None:
-        for cat in self.categories:
-            if cat.name == name:
-                return cat
-        return None
-
 
 def find_config(explicit: str | Path | None = None) -> Path | None:
     """`--config`, then `NEWSLETTER_CONFIG`, then `newsletter.toml` in the current folder."""

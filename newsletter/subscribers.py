@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -249,8 +249,3 @@ def export_csv(store: Store, out: IO[str]) -> int:
 def subscriber_line(sub: Subscriber) -> str:
     cats = ";".join(sub.categories) or "(all)"
     return f"{sub.email}\t{sub.name or '-'}\t{cats}\t{sub.status}"
-
-
-def as_dicts(subs: Iterable[Subscriber]) -> list[dict[str, Any]]:
-    return [s.to_dict() for s in subs]
-
