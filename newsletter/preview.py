@@ -49,9 +49,10 @@ def write_preview(settings: Settings, window: Window, out_dir: Path, *,
                   categories: str | None = None, subscriber: str | None = None) -> PreviewReport:
     sets, recipient = _variant_sets(settings, categories, subscriber)
     number = 1
-    if settings.store_path.exists():
+    if settings.store_path.exists():  # the stored edition's number, or the next one
         with Store(settings.store_path) as store:
-            number = store.next_edition_number()
+            stored = store.edition(window=(window.start.isoformat(), window.end.isoformat()))
+            number = int(stored["number"]) if stored else store.next_edition_number()
     edition, loaded = compose_window(settings, window, number)
     report = PreviewReport(out_dir, edition, problems=loaded.problems)
     renderer = Renderer(settings)

@@ -101,8 +101,7 @@ class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         loaders = [FileSystemLoader(str(settings.templates_dir / "email"))]
-        packaged = packaged_templates().joinpath("email")
-        loaders.append(FileSystemLoader(str(packaged)))
+        loaders.append(FileSystemLoader(str(packaged_templates() / "email")))
         self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
                                autoescape=select_autoescape(["html.j2", "html"]),
                                keep_trailing_newline=False)
@@ -277,4 +276,4 @@ def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
 
 def template_dirs(settings: Settings) -> list[Path]:
     """Folders whose changes should trigger a re-render (for the preview server)."""
-    return [settings.templates_dir, Path(str(packaged_templates()))]
+    return [settings.templates_dir, packaged_templates()]

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from importlib.resources.abc import Traversable
+import importlib.util
 from pathlib import Path
 
 from newsletter.errors import ConfigError
 
 
-def packaged_templates() -> Traversable:
-    """The default templates: inside the wheel, or the repo's `templates/` in a checkout."""
-    try:
-        root = resources.files("newsletter.templates")
-        if root.joinpath("email").is_dir():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return resources.files("newsletter").joinpath("..", "templates")
+def packaged_templates() -> Path:
+    """The default templates: inside the installed package, or `templates/` in a checkout."""
+    spec = importlib.util.find_spec("newsletter.templates")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "email").is_dir():
+            return Path(location)
+    return Path(__file__).resolve().parent.parent / "templates"
 
 
 def _starter_files() -> dict[str, str]:
     root = packaged_templates()
     files = {
-        "newsletter.toml": root.joinpath("starter", "newsletter.toml").read_text("utf-8"),
-        "subscribers/sample.csv": root.joinpath("starter", "sample.csv").read_text("utf-8"),
+        "newsletter.toml": (root / "starter" / "newsletter.toml").read_text("utf-8"),
+        "subscribers/sample.csv": (root / "starter" / "sample.csv").read_text("utf-8"),
     }
     for folder in ("email", "web"):
-        for entry in root.joinpath(folder).iterdir():
-            if entry.is_file() and not entry.name.startswith("."):
+        for entry in sorted((root / folder).iterdir()):
+            if entry.is_file() and entry.suffix == ".j2":
                 files[f"templates/{folder}/{entry.name}"] = entry.read_text("utf-8")
     return files
 

@@ -119,7 +119,7 @@ class PreferenceCenter:
         self.settings = settings
         self.tokens = Tokens(secret)
         loaders = [FileSystemLoader(str(settings.templates_dir / "web")),
-                   FileSystemLoader(str(packaged_templates().joinpath("web")))]
+                   FileSystemLoader(str(packaged_templates() / "web"))]
         self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
                                autoescape=select_autoescape(["html.j2"]))
         self.words: dict[str, str] = self.env.get_template("strings.j2").make_module(

@@ -63,3 +63,21 @@ def test_init_writes_a_starter_and_never_overwrites(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "already exists" in again.stderr
     done = run("digests", cwd=tmp_path / "site")
     assert done.returncode == 0, done.stderr
+
+
+def test_installed_package_carries_its_templates(tmp_path: Path) -> None:
+    """Run from outside the checkout: the templates must come with the package itself."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    env["NEWSLETTER_SECRET_KEY"] = "k"
+
+    def outside(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    assert outside("init", "site").returncode == 0
+    site = tmp_path / "site"
+    assert (site / "templates" / "web" / "preferences.html.j2").is_file()
+    done = outside("--config", str(EXAMPLES / "newsletter.toml"), "preview", "--week",
+                   "2025-W51", "--categories", "robotics", "--out", str(tmp_path / "pv"))
+    assert done.returncode == 0, done.stderr
+    assert "Figure 人形机器人" in (tmp_path / "pv" / "robotics.html").read_text(encoding="utf-8")
