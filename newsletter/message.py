@@ -8,6 +8,7 @@ are produced, so building a message costs far less than sending it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import secrets
 import uuid
@@ -44,8 +45,23 @@ def encode_header(name: str, value: str) -> str:
     return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
 
 
+def ascii_address(email: str) -> str:
+    """The address as it goes on the wire: an IDN domain in its ASCII (punycode) form.
+    (A non-ASCII local part would need SMTPUTF8; the subscriber list accepts it, the
+    server decides.)"""
+    local, _, domain = one_line(email).rpartition("@")
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}"
+
+
 def address(name: str, email: str) -> str:
-    return formataddr((one_line(name), one_line(email)), charset="utf-8")
+    """`Name <address>`; a non-ASCII name RFC 2047-encoded and folded (no line over 998)."""
+    name, email = one_line(name), ascii_address(email)
+    if name.isascii():
+        return formataddr((name, email))
+    encoded = Header(name, "utf-8", header_name="To").encode(linesep=CRLF)
+    return f"{encoded} <{email}>"
 
 
 LINE_BYTES = 57  # raw bytes per 76-character base64 line

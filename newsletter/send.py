@@ -20,7 +20,7 @@ from newsletter.compose import Edition, compose_window, edition_from_json, editi
 from newsletter.config import Settings
 from newsletter.content import Problem
 from newsletter.errors import DeliveryError
-from newsletter.message import MessageFactory, Recipient
+from newsletter.message import MessageFactory, Recipient, ascii_address
 from newsletter.render import RenderedVariant, Renderer
 from newsletter.store import Store, join_categories, now_iso, split_categories
 from newsletter.tokens import Tokens
@@ -126,7 +126,8 @@ async def send_copy(settings: Settings, transport: Transport, factory: MessageFa
     """One copy to one address, outside any edition's journal (`send --to`)."""
     conn = await transport.connect()
     try:
-        return await conn.send(settings.from_address, recipient.email, factory.build(recipient))
+        return await conn.send(settings.from_address, ascii_address(recipient.email),
+                               factory.build(recipient))
     finally:
         await conn.close()
 
@@ -358,7 +359,8 @@ class Sender:
                     message = factory.build(
                         Recipient(job.email, job.name, job.subscriber_id),
                         message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
-                    reply = await conn.send(self.settings.from_address, job.email, message)
+                    reply = await conn.send(self.settings.from_address,
+                                            ascii_address(job.email), message)
                 except TransientFailure as exc:
                     if exc.reconnect and conn is not None:
                         await conn.close()

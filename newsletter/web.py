@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
+from newsletter.message import ascii_address
 from newsletter.starter import packaged_templates
 from newsletter.store import Store, Subscriber
 from newsletter.subscribers import Subscribers, clean_name, normalize_email
@@ -325,7 +326,7 @@ class PreferenceCenter:
             days=CONFIRM_DAYS, postal_address=s.postal_address)
         message = EmailMessage()
         message["From"] = formataddr((s.from_name or s.name, s.from_address))
-        message["To"] = formataddr((sub.name, sub.email))
+        message["To"] = formataddr((sub.name, ascii_address(sub.email)))
         message["Subject"] = f"{self.words['confirm_subject']} · {s.name}"
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = make_msgid(domain=s.from_address.rpartition("@")[2])
@@ -333,7 +334,7 @@ class PreferenceCenter:
         message.set_content(body)
         conn = await make_transport(s).connect()
         try:
-            await conn.send(s.from_address, sub.email, message.as_bytes())
+            await conn.send(s.from_address, ascii_address(sub.email), message.as_bytes())
         finally:
             await conn.close()
 

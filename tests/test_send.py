@@ -274,3 +274,20 @@ def test_cli_exit_1_and_show_failures(settings: Settings, week: Any, smtp_server
     assert "sent 1, deferred 0, failed 1" in done.output
     shown = runner.invoke(cli, ["editions", "show", "1"])
     assert "bad@example.com  failed after 1 attempts: 550 5.1.1 unknown user" in shown.output
+
+
+def test_idn_address_and_a_very_long_name(settings: Settings, week: Any,
+                                          smtp_server: Any) -> None:
+    handler, port = smtp_server
+    settings = smtp_settings(settings, port)
+    long_name = "名字🙂" * 66  # 198 characters, 660 bytes of UTF-8
+    add(settings, ("user@bücher.example", long_name, ""))
+    assert deliver(settings, week).sent == 1
+    ((rcpt, raw),) = handler.messages
+    assert rcpt == "user@xn--bcher-kva.example"
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    to = parsed(raw)["To"]
+    # folded into several encoded words; RFC 2047 readers ignore the space between them
+    # (Python's parser keeps it, hence the join)
+    assert "".join(to.addresses[0].display_name.split()) == long_name  # type: ignore[attr-defined]
+    assert to.addresses[0].addr_spec == "user@xn--bcher-kva.example"  # type: ignore[attr-defined]
