@@ -15,7 +15,8 @@ from pathlib import Path
 
 from newsletter.compose import compose
 from newsletter.config import load_settings
-from newsletter.content import Digest, Item
+from newsletter.content import Digest
+from newsletter.items import Item
 from newsletter.message import MessageFactory, Recipient
 from newsletter.render import Renderer, inline_calls
 from newsletter.tokens import Tokens

@@ -15,7 +15,8 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from newsletter.config import Settings
-from newsletter.content import Digest, Item, LoadResult, load_digests, web_url
+from newsletter.content import Digest, LoadResult, load_digests
+from newsletter.items import Item, web_url
 from newsletter.window import Window
 
 TOP_STORIES = 5

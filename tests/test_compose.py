@@ -6,7 +6,8 @@ import pytest
 
 from newsletter.compose import compose, normalize_url
 from newsletter.config import Settings
-from newsletter.content import Digest, Item
+from newsletter.content import Digest
+from newsletter.items import Item
 from newsletter.window import resolve_window
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -8,7 +8,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from newsletter.config import Settings
-from newsletter.content import extract_items, load_digests
+from newsletter.content import load_digests
+from newsletter.items import extract_items
 from newsletter.window import resolve_window
 from tests.conftest import WritePost
 

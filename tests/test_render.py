@@ -7,7 +7,8 @@ import pytest
 
 from newsletter.compose import compose
 from newsletter.config import Settings, load_settings
-from newsletter.content import Digest, Item, load_digests
+from newsletter.content import Digest, load_digests
+from newsletter.items import Item
 from newsletter.render import Renderer, display_width, inline_calls, wrap_line
 from newsletter.window import resolve_window
 from tests.conftest import EXAMPLES
