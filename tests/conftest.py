@@ -151,7 +151,7 @@ class FaultyHandler:
         self.drops = 0  # connections to drop at the next DATA (nothing stored)
         self.stalls = 0  # DATA replies to delay beyond the client's timeout (nothing stored)
         self.stall_seconds = 3.0
-        self.connections = 0
+        self.delay = 0.0  # seconds before every accepted message's reply
 
     async def handle_MAIL(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
         if self.mail_faults:
@@ -181,6 +181,8 @@ class FaultyHandler:
             self.stalls -= 1
             await asyncio.sleep(self.stall_seconds)
             return "451 4.4.2 too slow"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         for rcpt in envelope.rcpt_tos:
             self.messages.append((rcpt, envelope.original_content))
         return "250 2.0.0 queued"

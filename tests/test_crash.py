@@ -65,3 +65,41 @@ def test_sigkill_and_resume_sends_each_message_once(settings: Settings, site: Pa
     # a duplicate can only be a message in flight at a kill: at most one per connection
     assert sum(c - 1 for c in duplicates.values()) <= kills * CONCURRENCY
     assert kills >= 3
+
+
+def test_sigint_finishes_in_flight_records_them_and_says_how_to_resume(
+        settings: Settings, site: Path, write_post: Any, smtp_server: Any) -> None:
+    handler, port = smtp_server
+    handler.delay = 0.02
+    write_post("d.md", "---\ndate: 2025-12-16T10:00:00+08:00\n---\n"
+               "1. [A story - Lab](https://news.example/1)\n\n   Text.\n")
+    config = site / "newsletter.toml"
+    config.write_text(config.read_text() + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+                      'tls = "none"\n', encoding="utf-8")
+    (site / "people.csv").write_text("email\n" + "".join(f"s{n}@example.com\n"
+                                                         for n in range(300)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "newsletter"]
+    subprocess.run([*command, "subscribers", "import", "people.csv"], cwd=site, env=env,
+                   check=True, capture_output=True, timeout=120)
+    send = [*command, "send", "--week", "2025-W51", "--yes", "--concurrency", "2"]
+    child = subprocess.Popen(send, cwd=site, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(handler.messages) < 20 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 1, out + err
+    assert "Interrupted: every result so far is recorded" in out
+    assert "newsletter send --since 2025-12-15T00:00:00+08:00" in out
+    from newsletter.config import load_settings
+    from newsletter.store import Store
+
+    with Store(load_settings(config).store_path) as store:
+        sent = store.db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'")
+        assert sent.fetchone()[0] == len(handler.messages) < 300  # nothing in flight lost
+    done = subprocess.run(send, cwd=site, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    received = [rcpt for rcpt, _ in handler.messages]
+    assert len(received) == len(set(received)) == 300
