@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import jinja2
 
 from newsletter import __version__
 from newsletter.config import Settings, load_settings
@@ -27,6 +28,16 @@ class _Group(click.Group):
         except NewsletterError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except jinja2.TemplateError as exc:  # a site owner's template edit
+            where = getattr(exc, "filename", None) or getattr(exc, "name", None) or "template"
+            line = getattr(exc, "lineno", None)
+            click.echo(f"Error: {where}{f':{line}' if line else ''}: {exc.message or exc} "
+                       "(fix the template)", err=True)
+            ctx.exit(2)
+        except OSError as exc:  # unreadable or unwritable files and folders
+            target = exc.filename or ""
+            click.echo(f"Error: {target}: {exc.strerror or exc}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)

@@ -129,8 +129,12 @@ class MaildirConnection:
         self.counter += 1
         name = f"{time.time_ns()}.P{os.getpid()}Q{self.counter}.{self.host}"
         tmp = self.root / "tmp" / name
-        tmp.write_bytes(message)
-        os.rename(tmp, self.root / "new" / name)
+        try:
+            tmp.write_bytes(message)
+            os.rename(tmp, self.root / "new" / name)
+        except OSError as exc:  # e.g. a full disk: keep the delivery for the next run
+            raise TransientFailure(f"cannot write {tmp}: {exc.strerror or exc}",
+                                   reconnect=False) from exc
         return f"250 written to {self.root / 'new' / name}"
 
     async def close(self) -> None:

@@ -81,3 +81,25 @@ def test_installed_package_carries_its_templates(tmp_path: Path) -> None:
                    "2025-W51", "--categories", "robotics", "--out", str(tmp_path / "pv"))
     assert done.returncode == 0, done.stderr
     assert "Figure 人形机器人" in (tmp_path / "pv" / "robotics.html").read_text(encoding="utf-8")
+
+
+def test_a_broken_template_is_one_line(site: Path, write_post: WritePost) -> None:
+    write_post("2025-12-16-x.md", "---\ntitle: x\n---\n1. [A - S](https://a.example)\n")
+    (site / "templates" / "email").mkdir(parents=True)
+    (site / "templates" / "email" / "subject.txt.j2").write_text("{{ name }", encoding="utf-8")
+    done = run("preview", "--week", "2025-W51", "--categories", "", cwd=site)
+    assert done.returncode == 2
+    assert done.stderr.startswith("Error: ") and "subject.txt.j2:1" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    (site / "templates" / "email" / "subject.txt.j2").write_text("{{ nope }}", encoding="utf-8")
+    done = run("preview", "--week", "2025-W51", "--categories", "", cwd=site)
+    assert done.returncode == 2 and "'nope' is undefined" in done.stderr
+
+
+def test_unwritable_output_is_one_line(site: Path, write_post: WritePost) -> None:
+    write_post("2025-12-16-x.md", "---\ntitle: x\n---\n1. [A - S](https://a.example)\n")
+    (site / "blocker").write_text("a file, not a folder", encoding="utf-8")
+    done = run("preview", "--week", "2025-W51", "--categories", "", "--out", "blocker/pv",
+               cwd=site)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "blocker" in done.stderr
