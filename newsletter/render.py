@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from newsletter.compose import Edition, VariantPlan
+from newsletter.compose import Edition, Story, VariantPlan
 from newsletter.config import Settings
 from newsletter.starter import packaged_templates
 
@@ -178,11 +179,11 @@ class Renderer:
 class _SectionView:
     key: str
     label: str
-    stories: list[tuple[int, Any]]
+    stories: list[tuple[int, Story]]
 
 
 def _fit(html: str, plan: VariantPlan, slots: Slots, budget: int,
-         size: Any) -> tuple[str, set[str]]:
+         size: Callable[[str, Slots], int]) -> tuple[str, set[str]]:
     """Drop the lowest-ranked stories (whole marked blocks) until the HTML fits."""
     stories = plan.stories
     keys = {s.key for s in stories}
@@ -205,7 +206,7 @@ def _fit(html: str, plan: VariantPlan, slots: Slots, budget: int,
     return html, {stories[n].key for n in range(len(stories)) if n not in dropped}
 
 
-def _rank(story: Any) -> tuple[int, float]:
+def _rank(story: Story) -> tuple[int, float]:
     return (-len(story.coverage), -story.date.timestamp())
 
 
