@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import jinja2
@@ -15,6 +15,9 @@ from newsletter import __version__
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError
 from newsletter.window import Window, resolve_window
+
+if TYPE_CHECKING:  # imported by the commands that need it, to keep start-up light
+    from newsletter.subscribers import Subscribers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,7 +180,7 @@ def subscribers() -> None:
     """Add, change, remove, list, import and export subscribers."""
 
 
-def _subscribers(obj: _Context) -> Any:
+def _subscribers(obj: _Context) -> Subscribers:
     from newsletter.store import Store
     from newsletter.subscribers import Subscribers
 
@@ -323,7 +326,7 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
         if dry_run:
             click.echo("Dry run: nothing was sent or stored.")
             return
-        if job.nothing_to_do():
+        if not job.todo():
             click.echo(job.done_message())
             return
         if not yes:

@@ -106,6 +106,11 @@ def variant_key(categories: Iterable[str]) -> str:
     return "+".join(names) if names else "all"
 
 
+def variant_categories(key: str) -> tuple[str, ...]:
+    """The inverse of `variant_key`."""
+    return () if key == "all" else tuple(key.split("+"))
+
+
 @dataclass(frozen=True)
 class Edition:
     window: Window
@@ -139,8 +144,8 @@ class Edition:
 def compose(digests: Sequence[Digest], settings: Settings, window: Window,
             number: int = 1) -> Edition:
     builders: dict[str, _StoryBuilder] = {}
-    for digest in digests:
-        link = DigestLink(digest.title, digest.url, digest.date)
+    links = [DigestLink(d.title, d.url, d.date) for d in digests]
+    for digest, link in zip(digests, links, strict=True):
         for item in digest.items or (_post_as_item(digest),):
             key = _story_key(item)
             cats = item_categories(item, digest, settings)
@@ -152,7 +157,7 @@ def compose(digests: Sequence[Digest], settings: Settings, window: Window,
                      key=lambda s: (-len(s.coverage), -s.date.timestamp(), s.headline))
     return Edition(
         window=window, number=number, stories=tuple(stories),
-        digests=tuple(DigestLink(d.title, d.url, d.date) for d in digests),
+        digests=tuple(links),
         labels={c.name: c.label for c in settings.categories}, order=settings.category_names)
 
 

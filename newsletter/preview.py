@@ -20,6 +20,8 @@ from newsletter.subscribers import Subscribers, parse_categories
 from newsletter.tokens import Tokens
 from newsletter.window import Window
 
+SAMPLE = Recipient(email="reader@example.com", name="")  # whom a preview is personalized for
+
 
 @dataclass
 class PreviewReport:
@@ -30,29 +32,25 @@ class PreviewReport:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _variant_sets(settings: Settings, categories: str | None,
+def _variant_sets(store: Store, settings: Settings, categories: str | None,
                   subscriber: str | None) -> tuple[list[tuple[str, ...]], Recipient]:
     """The category sets to preview, and whom to personalize for."""
-    sample = Recipient(email="reader@example.com", name="")
     if categories is not None:
-        return [parse_categories(categories, settings)], sample
-    with Store(settings.store_path) as store:
-        if subscriber is not None:
-            sub = Subscribers(store, settings).get(subscriber)
-            return [sub.categories], Recipient(sub.email, sub.name, sub.id)
-        demand = store.variant_demand()
-    sets = [()] + [split_categories(key) for key in demand if key]
-    return sets, sample
+        return [parse_categories(categories, settings)], SAMPLE
+    if subscriber is not None:
+        sub = Subscribers(store, settings).get(subscriber)
+        return [sub.categories], Recipient(sub.email, sub.name, sub.id)
+    return [()] + [split_categories(key) for key in store.variant_demand() if key], SAMPLE
 
 
 def write_preview(settings: Settings, window: Window, out_dir: Path, *,
                   categories: str | None = None, subscriber: str | None = None) -> PreviewReport:
-    sets, recipient = _variant_sets(settings, categories, subscriber)
-    number = 1
-    if settings.store_path.exists():  # the stored edition's number, or the next one
+    if categories is not None and not settings.store_path.exists():
+        sets, recipient, number = [parse_categories(categories, settings)], SAMPLE, 1
+    else:
         with Store(settings.store_path) as store:
-            stored = store.edition(window=(window.start.isoformat(), window.end.isoformat()))
-            number = int(stored["number"]) if stored else store.next_edition_number()
+            sets, recipient = _variant_sets(store, settings, categories, subscriber)
+            number = store.edition_number(window)
     edition, loaded = compose_window(settings, window, number)
     report = PreviewReport(out_dir, edition, problems=loaded.problems)
     renderer = Renderer(settings)
@@ -65,9 +63,10 @@ def write_preview(settings: Settings, window: Window, out_dir: Path, *,
             continue
         variant = renderer.render(edition, plan)
         factory = MessageFactory(settings, variant, renderer, tokens)
+        preferences_url, unsubscribe_url = factory.links(recipient)
         page, text = variant.personalize(renderer, name=recipient.name,
-                                         preferences_url=factory.links(recipient)[0],
-                                         unsubscribe_url=factory.links(recipient)[1])
+                                         preferences_url=preferences_url,
+                                         unsubscribe_url=unsubscribe_url)
         (out_dir / f"{variant.key}.html").write_text(page, encoding="utf-8")
         (out_dir / f"{variant.key}.txt").write_text(text, encoding="utf-8")
         (out_dir / f"{variant.key}.eml").write_bytes(factory.build(recipient))

@@ -16,7 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from newsletter.compose import Edition, compose_window, edition_from_json, edition_to_json
+from newsletter.compose import (
+    Edition,
+    compose_window,
+    edition_from_json,
+    edition_to_json,
+    variant_categories,
+    variant_key,
+)
 from newsletter.config import Settings
 from newsletter.content import Problem
 from newsletter.errors import DeliveryError
@@ -59,7 +66,7 @@ class Snapshot:
 
 def plan_edition(store: Store, settings: Settings, window: Window, renderer: Renderer) -> Plan:
     """Compose the window and render one variant per category set active subscribers chose."""
-    edition, loaded = compose_window(settings, window, store.next_edition_number())
+    edition, loaded = compose_window(settings, window, store.edition_number(window))
     plan = Plan(edition, [], {}, {}, loaded.problems)
     for categories, count in store.variant_demand().items():
         variant_plan = edition.plan(split_categories(categories))
@@ -72,7 +79,7 @@ def plan_edition(store: Store, settings: Settings, window: Window, renderer: Ren
 
 
 def find_snapshot(store: Store, window: Window) -> Snapshot | None:
-    row = store.edition(window=(window.start.isoformat(), window.end.isoformat()))
+    row = store.edition(window=window)
     return None if row is None else load_snapshot(store, row)
 
 
@@ -93,14 +100,13 @@ def store_snapshot(store: Store, plan: Plan) -> Snapshot:
     transaction, before anything is sent. Another process may have stored the same
     window meanwhile: then that edition is the one to send."""
     window = plan.edition.window
-    key = (window.start.isoformat(), window.end.isoformat())
     with store.write() as db:
-        if store.edition(window=key) is None:
+        if store.edition(window=window) is None:
             cursor = db.execute(
                 "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
                 "payload) VALUES (?, ?, ?, ?, ?, ?)",
-                (plan.edition.number, *key, now_iso(), secrets.token_hex(6),
-                 edition_to_json(plan.edition)))
+                (plan.edition.number, window.start.isoformat(), window.end.isoformat(),
+                 now_iso(), secrets.token_hex(6), edition_to_json(plan.edition)))
             edition_id = int(cursor.lastrowid or 0)
             for variant in plan.variants:
                 store.insert_variant(db, edition_id, variant)
@@ -119,17 +125,6 @@ def _variant_from_row(row: sqlite3.Row) -> RenderedVariant:
     return RenderedVariant(key=row["key"], categories=categories,
                            subject=row["subject"], html=row["html"], text=row["text"],
                            nonce=row["nonce"], stories=row["stories"], dropped=row["dropped"])
-
-
-async def send_copy(settings: Settings, transport: Transport, factory: MessageFactory,
-                    recipient: Recipient) -> str:
-    """One copy to one address, outside any edition's journal (`send --to`)."""
-    conn = await transport.connect()
-    try:
-        return await conn.send(settings.from_address, ascii_address(recipient.email),
-                               factory.build(recipient))
-    finally:
-        await conn.close()
 
 
 # ---------------------------------------------------------------- sending
@@ -243,7 +238,7 @@ class Sender:
 
     def _render_new(self, key: str) -> RenderedVariant | None:
         edition = edition_from_json(self.edition_row["payload"])
-        plan = edition.plan([] if key == "all" else key.split("+"))
+        plan = edition.plan(variant_categories(key))
         if not plan.stories:
             return None
         variant = self.renderer.render(edition, plan)
@@ -334,8 +329,7 @@ class Sender:
                                     "WHERE id = ?", (job.subscriber_id,)).fetchone()
         if row is None or row["status"] != "active":
             return None, None
-        cats = split_categories(row["categories"])
-        key = "+".join(cats) if cats else "all"
+        key = variant_key(split_categories(row["categories"]))
         return key, self.factory(key)
 
     async def _worker(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from newsletter.compose import compose_window
 from newsletter.config import Settings, secret_key
 from newsletter.errors import NewsletterError
-from newsletter.message import MessageFactory, Recipient
+from newsletter.message import MessageFactory, Recipient, ascii_address
 from newsletter.render import Renderer
 from newsletter.send import (
     Sender,
@@ -24,13 +24,12 @@ from newsletter.send import (
     find_snapshot,
     load_snapshot,
     plan_edition,
-    send_copy,
     store_snapshot,
 )
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
 from newsletter.tokens import Tokens
-from newsletter.transport import describe, make_transport
+from newsletter.transport import describe, make_transport, send_one
 from newsletter.window import Window
 
 
@@ -64,9 +63,6 @@ class SendJob:
             return self.snapshot.todo
         assert self.plan is not None
         return sum(self.plan.recipients.values())
-
-    def nothing_to_do(self) -> bool:
-        return self.todo() == 0
 
     def describe(self) -> str:
         lines = []
@@ -141,8 +137,8 @@ class SendJob:
         lines = [f"Edition {self.snapshot.number}: sent {report.sent}, deferred "
                  f"{report.deferred}, failed {report.failed}, skipped {report.skipped} "
                  f"in {seconds:.1f}s."]
-        left = load_snapshot(self.store, self.store.edition(
-            edition_id=self.snapshot.edition_id)).todo  # type: ignore[arg-type]
+        stored = find_snapshot(self.store, self.window)
+        left = stored.todo if stored else 0
         again = "newsletter send " + _window_args(self.window)
         if report.interrupted:
             lines.append(f"Interrupted: every result so far is recorded. {left} messages "
@@ -178,9 +174,7 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
         if known is not None:
             recipient = Recipient(known.email, known.name, known.id)
             chosen = known.categories
-        stored = store.edition(window=(window.start.isoformat(), window.end.isoformat()))
-        number = int(stored["number"]) if stored else store.next_edition_number()
-        edition, _ = compose_window(settings, window, number)
+        edition, _ = compose_window(settings, window, store.edition_number(window))
     if categories is not None:
         chosen = parse_categories(categories, settings)
     plan = edition.plan(chosen)
@@ -189,7 +183,8 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
                               "nothing to send")
     variant = renderer.render(edition, plan)
     factory = MessageFactory(settings, variant, renderer, signing_tokens(settings))
-    reply = asyncio.run(send_copy(settings, make_transport(settings), factory, recipient))
+    reply = asyncio.run(send_one(make_transport(settings), settings.from_address,
+                                 ascii_address(email), factory.build(recipient)))
     return (f"Sent one copy of variant {variant.key} ({variant.subject}) to {email} via "
             f"{describe(settings)}: {reply}")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import NewsletterError
+from newsletter.window import Window
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 DELIVERY_STATES = ("pending", "sent", "deferred", "failed", "skipped")
@@ -263,7 +264,7 @@ class Store:
 
     # ------------------------------------------------------------ editions and deliveries
 
-    def edition(self, *, edition_id: int | None = None, window: tuple[str, str] | None = None,
+    def edition(self, *, edition_id: int | None = None, window: Window | None = None,
                 number: int | None = None) -> sqlite3.Row | None:
         args: tuple[object, ...]
         if edition_id is not None:
@@ -272,7 +273,8 @@ class Store:
             where, args = "number = ?", (number,)
         else:
             assert window is not None
-            where, args = "window_start = ? AND window_end = ?", window
+            where = "window_start = ? AND window_end = ?"
+            args = (window.start.isoformat(), window.end.isoformat())
         row: sqlite3.Row | None = self.db.execute(
             f"SELECT * FROM editions WHERE {where}", args).fetchone()
         return row
@@ -329,6 +331,10 @@ class Store:
             "SELECT email, status, attempts, reply FROM deliveries WHERE edition_id = ? "
             "AND status IN ('failed', 'deferred') ORDER BY id", (edition_id,)).fetchall()
 
-    def next_edition_number(self) -> int:
+    def edition_number(self, window: Window) -> int:
+        """The number of the window's stored edition, or the one a new edition would get."""
+        stored = self.edition(window=window)
+        if stored is not None:
+            return int(stored["number"])
         row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()
         return int(row[0] or 0) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ def _open_csv(handle: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows as dicts keyed by our column names; `,` `;` or tab separated."""
     first = handle.readline()
     delimiter = max(",;\t", key=first.count)
-    reader = csv.reader(io_chain(first, handle), delimiter=delimiter)
+    reader = csv.reader(itertools.chain([first], handle), delimiter=delimiter)
     header = next(reader, None)
     if not header:
         raise SubscriberError("empty file: expected a header row with an 'email' column")
@@ -166,11 +167,6 @@ def _open_csv(handle: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
         if "name" not in values and ("first_name" in values or "last_name" in values):
             values["name"] = f"{values.get('first_name', '')} {values.get('last_name', '')}"
         yield reader.line_num, values
-
-
-def io_chain(first: str, rest: IO[str]) -> Iterator[str]:
-    yield first
-    yield from rest
 
 
 def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = False,

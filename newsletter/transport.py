@@ -157,6 +157,15 @@ class MaildirTransport:
         return MaildirConnection(self.root)
 
 
+async def send_one(transport: Transport, sender: str, recipient: str, message: bytes) -> str:
+    """One message over its own connection, outside any journal."""
+    conn = await transport.connect()
+    try:
+        return await conn.send(sender, recipient, message)
+    finally:
+        await conn.close()
+
+
 def make_transport(settings: Settings) -> SmtpTransport | MaildirTransport:
     """SMTP when [smtp] is configured, else the Maildir outbox."""
     if settings.smtp is not None:

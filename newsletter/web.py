@@ -34,7 +34,7 @@ from newsletter.starter import packaged_templates
 from newsletter.store import Store, Subscriber
 from newsletter.subscribers import Subscribers, clean_name, normalize_email
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
-from newsletter.transport import make_transport
+from newsletter.transport import make_transport, send_one
 
 MAX_BODY = 16 * 1024
 FORM_MAX_AGE = 2 * 24 * 3600
@@ -141,6 +141,9 @@ class PreferenceCenter:
         return self.page("message.html.j2", 400, title=self.words["invalid"],
                          text=self.words["invalid"], error=True)
 
+    def bad_form(self) -> HTMLResponse:
+        return self.page("message.html.j2", 400, text=self.words["bad_form"], error=True)
+
     def url(self, path: str) -> str:
         return f"{self.settings.public_url}{path}"
 
@@ -193,11 +196,11 @@ class PreferenceCenter:
         form = await self.form(request)
         if form is None or not self.same_origin(request) or \
                 self.tokens.read(FORM, str(form.get("form_token", "")), FORM_MAX_AGE) != sub.id:
-            return self.page("message.html.j2", 400, text=self.words["bad_form"], error=True)
+            return self.bad_form()
         chosen = self.chosen_categories(form)
         name = str(form.get("name", ""))
         if chosen is None or len(name) > 200:
-            return self.page("message.html.j2", 400, text=self.words["bad_form"], error=True)
+            return self.bad_form()
         if not chosen:
             return self.preferences_page(sub, error=self.words["pick_one"], status=422)
         stored = () if set(chosen) == set(self.settings.category_names) else chosen
@@ -246,7 +249,7 @@ class PreferenceCenter:
             return self.page("unsubscribe.html.j2", done=False, **values)
         # POST: the confirm button, or the RFC 8058 one-click POST from a mail provider
         if await self.form(request) is None or not self.same_origin(request):
-            return self.page("message.html.j2", 400, text=self.words["bad_form"], error=True)
+            return self.bad_form()
         await run_in_threadpool(self._set_status, sub, "unsubscribed")
         return self.page("unsubscribe.html.j2", done=True, **values)
 
@@ -255,7 +258,7 @@ class PreferenceCenter:
         if sub is None or sub.status not in ("unsubscribed", "active"):
             return self.invalid()
         if not self.same_origin(request):
-            return self.page("message.html.j2", 400, text=self.words["bad_form"], error=True)
+            return self.bad_form()
         await run_in_threadpool(self._set_status, sub, "active")
         return self.page("message.html.j2", title=self.words["resubscribe"],
                          text=self.words["resubscribed"], error=False)
@@ -279,7 +282,7 @@ class PreferenceCenter:
         form = await self.form(request)
         if form is None or not self.same_origin(request) or \
                 self.tokens.read(FORM, str(form.get("form_token", "")), FORM_MAX_AGE) != 0:
-            return self.page("message.html.j2", 400, text=words["bad_form"], error=True)
+            return self.bad_form()
         chosen = self.chosen_categories(form)
         name = str(form.get("name", ""))
         try:
@@ -332,11 +335,8 @@ class PreferenceCenter:
         message["Message-ID"] = make_msgid(domain=s.from_address.rpartition("@")[2])
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(body)
-        conn = await make_transport(s).connect()
-        try:
-            await conn.send(s.from_address, ascii_address(sub.email), message.as_bytes())
-        finally:
-            await conn.close()
+        await send_one(make_transport(s), s.from_address, ascii_address(sub.email),
+                       message.as_bytes())
 
     async def confirm(self, request: Request) -> Response:
         subscriber_id = self.tokens.read(CONFIRM, request.path_params["token"],
@@ -349,7 +349,7 @@ class PreferenceCenter:
         if request.method == "GET":
             return self.page("confirm.html.j2", done=sub.status == "active", **values)
         if not self.same_origin(request):
-            return self.page("message.html.j2", 400, text=self.words["bad_form"], error=True)
+            return self.bad_form()
         await run_in_threadpool(self._set_status, sub, "active")
         return self.page("confirm.html.j2", done=True, **values)
 
