@@ -93,30 +93,56 @@ def make_window(settings: Settings, since: str | None, until: str | None, week: 
 
 @cli.command()
 @window_options
-@click.option("--json", "as_json", is_flag=True, help="Every digest with its items, as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Every digest with its items, and the skipped files, as JSON.")
+@click.option("--check", is_flag=True, help="Per post: items found, the shapes they were "
+              "written in and the sections left out; warn when many posts yield no items.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any digest file had to be skipped.")
 @pass_ctx
 def digests(obj: _Context, since: str | None, until: str | None, week: str | None,
-            days: int | None, as_json: bool, strict: bool) -> None:
-    """List the digests of a time window."""
-    from newsletter.content import load_digests
+            days: int | None, as_json: bool, check: bool, strict: bool) -> None:
+    """List the digests of a time window (one post at a time: any window, flat memory)."""
+    from newsletter.content import select_digests
 
     settings = obj.settings
     window = make_window(settings, since, until, week, days)
-    result = load_digests(settings, window)
-    for problem in result.problems:
-        click.echo(f"warning: {problem}", err=True)
+    selection = select_digests(settings, window)
+    result = selection.result
+    listed = empty = 0
     if as_json:
-        payload = {"window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
-                   "digests": [d.to_dict() for d in result.digests]}
-        click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
-    else:
-        for d in result.digests:
-            local = d.date.astimezone(settings.timezone).strftime("%Y-%m-%d %H:%M")
+        click.echo('{"window": ' + json.dumps({"start": window.start.isoformat(),
+                                                 "end": window.end.isoformat()}))
+        click.echo(', "digests": [')
+    for d in selection.digests():
+        listed += 1
+        empty += not d.items
+        if as_json:
+            click.echo(("," if listed > 1 else "")
+                       + json.dumps(d.to_dict(), ensure_ascii=False, indent=2))
+            continue
+        local = d.date.astimezone(settings.timezone).strftime("%Y-%m-%d %H:%M")
+        if check:
+            shapes = ", ".join(f"{shape} {n}" for shape, n in d.shapes) or "no items"
+            left_out = f"; left out: {', '.join(d.excluded_sections)}" \
+                if d.excluded_sections else ""
+            click.echo(f"{local}  {len(d.items):>3} items  {d.path.name}  ({shapes}{left_out})")
+        else:
             cats = ", ".join(d.categories) or "-"
             click.echo(f"{local}  {len(d.items):>3} items  {d.title}  [{cats}]")
-        click.echo(f"{len(result.digests)} digests in {window.label()} "
-                   f"({result.scanned} files scanned, {len(result.problems)} skipped)", err=True)
+    if as_json:
+        skipped = [{"path": str(p.path), "reason": p.reason} for p in result.problems]
+        click.echo('], "skipped": ' + json.dumps(skipped, ensure_ascii=False) + "}")
+    for problem in result.problems:
+        click.echo(f"warning: {problem}", err=True)
+    if check and listed and empty * 4 > listed:
+        click.echo(f"warning: {empty} of {listed} posts yield no items. If they are pages, not "
+                   "digests, leave them out with [content] exclude; if their items sit under "
+                   "headings that [content] exclude_sections matches, narrow it; "
+                   "`newsletter digests --json` shows what each post gave.", err=True)
+    if not as_json:
+        pages = f", {result.pages} pages left out" if result.pages else ""
+        click.echo(f"{listed} digests in {window.label()} ({result.scanned} files scanned, "
+                   f"{len(result.problems)} skipped{pages})", err=True)
     if strict and result.problems:
         sys.exit(1)
 

@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,44 @@ class SendSettings:
     retry_delay: float = 1.0  # first backoff in seconds, doubled per attempt
 
 
+# Sections a reader of a news digest did not sign up for (regular expressions, searched
+# case-insensitively in the heading or group label).
+DEFAULT_EXCLUDE_SECTIONS = (
+    r"sponsor", r"\bads?\b", r"advertis", r"广告", r"推广", r"赞助",
+    r"\bjobs?\b", r"hiring", r"招聘", r"\bevents?\b", r"活动", r"meetups?",
+    r"call for (papers|participation|proposals|speakers)", r"\bcfp\b",
+    r"subscribe", r"订阅", r"关注(我们|我|公众号)", r"扫码", r"follow us", r"contribut",
+    r"投稿", r"交流群",
+    r"\bfaq\b", r"常见问题",
+)
+# Links that are never a story's own link (regular expressions searched in the URL).
+DEFAULT_EXCLUDE_LINKS = (
+    r"/intent/(tweet|post|follow)", r"sharer", r"/share(article)?\b", r"[?&]share=",
+    r"subscribe", r"/feed/?$", r"^mailto:",
+    r"^https?://(www\.|mobile\.)?(x|twitter)\.com/[^/?#]+/?([?#].*)?$",
+    r"^https?://(www\.)?(facebook|instagram|threads)\.(com|net)/[^/?#]+/?$",
+    r"^https?://(www\.)?linkedin\.com/(in|company)/",
+    r"^https?://(www\.)?youtube\.com/(@|c/|channel/|user/)[^/]+/?$",
+    r"^https?://(www\.)?github\.com/[^/?#]+/?$",
+    r"discord(app)?\.com/channels/", r"discord\.gg/", r"^https?://t\.me/",
+    r"slack\.com/archives/", r"chat\.whatsapp\.com",
+    r"\.(png|jpe?g|gif|webp|svg|avif)([?#].*)?$",
+)
+DEFAULT_EXCLUDE_FILES = ("_index.*", "index.*", "about.*", "README.*", "search.*",
+                         "archives.*", "404.*")
+
+
+@dataclass(frozen=True)
+class ContentRules:
+    """Which files are digests and which parts of them are not news."""
+
+    include: tuple[str, ...] = ("*.md", "*.markdown")
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE_FILES
+    exclude_sections: tuple[str, ...] = DEFAULT_EXCLUDE_SECTIONS
+    exclude_links: tuple[str, ...] = DEFAULT_EXCLUDE_LINKS
+    undated: str = "skip"  # or "mtime"
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path  # the folder relative paths are resolved against
@@ -66,6 +105,7 @@ class Settings:
     unsubscribe_mailto: str = ""
     content_dir: Path = Path("content")
     post_url: str = "/posts/{slug}/"
+    content_rules: ContentRules = field(default_factory=ContentRules)
     categories: tuple[Category, ...] = ()
     store_path: Path = Path("subscribers/newsletter.db")
     outbox_dir: Path = Path("outbox")
@@ -182,7 +222,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         raise news.fail("from", "must be a plain address like news@example.com")
 
     content = _Table(data.get("content", {}), where, "content")
-    content.check_keys({"dir", "post_url"})
+    content.check_keys({"dir", "post_url", "include", "exclude", "exclude_sections",
+                        "exclude_links", "undated"})
     store = _Table(data.get("store", {}), where, "store")
     store.check_keys({"path"})
     outbox = _Table(data.get("outbox", {}), where, "outbox")
@@ -211,12 +252,40 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         max_html_bytes=news.positive("max_html_bytes", int, 100_000),
         content_dir=resolve(content, "dir", "content"),
         post_url=content.get("post_url", str, "/posts/{slug}/"),
+        content_rules=_content_rules(content),
         categories=_categories(data.get("categories", []), where),
         store_path=resolve(store, "path", "subscribers/newsletter.db"),
         outbox_dir=resolve(outbox, "dir", "outbox"),
         templates_dir=resolve(templates, "dir", "templates"),
         smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
         send=_send(data.get("send", {}), where),
+    )
+
+
+def _content_rules(table: _Table) -> ContentRules:
+    defaults = ContentRules()
+
+    def patterns(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        if name not in table.data:
+            return default
+        values = table.str_list(name)
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise table.fail(name, f"{value!r} is not a valid regular expression: {exc}"
+                                 ) from exc
+        return values
+
+    undated = table.get("undated", str, "skip")
+    if undated not in ("skip", "mtime"):
+        raise table.fail("undated", f"must be \"skip\" or \"mtime\", not {undated!r}")
+    return ContentRules(
+        include=table.str_list("include") if "include" in table.data else defaults.include,
+        exclude=table.str_list("exclude") if "exclude" in table.data else defaults.exclude,
+        exclude_sections=patterns("exclude_sections", defaults.exclude_sections),
+        exclude_links=patterns("exclude_links", defaults.exclude_links),
+        undated=undated,
     )
 
 

@@ -8,13 +8,14 @@ thousands of posts reads little more than the head of each file.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -25,13 +26,22 @@ from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 
 from newsletter.config import Settings
 from newsletter.errors import ContentError
-from newsletter.items import MD, Item, extract_items, first_heading, first_paragraph
+from newsletter.items import (
+    MD,
+    Item,
+    Rules,
+    compile_rules,
+    extract,
+    first_heading,
+    first_paragraph,
+)
 from newsletter.window import Window
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 HEAD_BYTES = 8192  # enough for any sane front matter; longer ones are read whole
 SUFFIXES = (".md", ".markdown")
-_COMPACT_STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)")
+_COMPACT_STAMP = re.compile(
+    r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z|[+-]\d{2}:?\d{2})?")
 _DASHED_STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[-T_](\d{2})(?![\d]{2}))?")
 _KEY_LINE = re.compile(r"^[A-Za-z_][\w-]*\s*:(\s|$)")
 
@@ -45,12 +55,16 @@ class Digest:
     url: str
     items: tuple[Item, ...] = ()
     excerpt: str = ""
+    shapes: tuple[tuple[str, int], ...] = ()  # how its items were written, most common first
+    excluded_sections: tuple[str, ...] = ()  # headings left out by [content] exclude_sections
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path), "title": self.title, "date": self.date.isoformat(),
             "categories": list(self.categories), "url": self.url, "excerpt": self.excerpt,
-            "items": [item.__dict__ for item in self.items],
+            "shapes": dict(self.shapes), "excluded_sections": list(self.excluded_sections),
+            "items": [{**item.__dict__, "tags": list(item.tags), "links": list(item.links)}
+                      for item in self.items],
         }
 
 
@@ -69,43 +83,107 @@ class LoadResult:
     problems: list[Problem] = field(default_factory=list)
     scanned: int = 0
     drafts: int = 0
+    pages: int = 0  # files left out by [content] exclude (a site's pages, not digests)
 
 
-def load_digests(settings: Settings, window: Window | None = None,
-                 folder: Path | None = None) -> LoadResult:
-    """Every digest under the content folder (inside `window` if given), oldest first."""
+@dataclass
+class Selection:
+    """The digests of a window, found from each file's head; bodies are read one at a time
+    by `digests()`, so a long listing holds one post at a time, not the archive."""
+
+    settings: Settings
+    headers: list[Header] = field(default_factory=list)
+    result: LoadResult = field(default_factory=LoadResult)
+
+    def digests(self) -> Iterator[Digest]:
+        aliases = category_aliases(self.settings)
+        rules = content_rules(self.settings)
+        for header in self.headers:
+            try:
+                yield build_digest(header, self.settings, aliases, rules)
+            except ContentError as exc:
+                self.result.problems.append(Problem(header.path, str(exc)))
+
+
+def select_digests(settings: Settings, window: Window | None = None,
+                   folder: Path | None = None) -> Selection:
+    """The files of the content folder that are digests dated inside `window`, oldest
+    first; problems and skipped files are counted in `selection.result`."""
     folder = folder or settings.content_dir
-    result = LoadResult()
+    selection = Selection(settings)
+    result = selection.result
     if not folder.is_dir():
         raise ContentError(f"{folder}: content folder not found (set [content] dir in the config)")
-    aliases = category_aliases(settings)
+    rules = settings.content_rules
     for path in iter_digest_files(folder):
+        if _excluded_file(path, folder, rules.include, rules.exclude):
+            result.pages += 1
+            continue
         result.scanned += 1
         try:
-            header = read_header(path, settings.timezone)
+            header = read_header(path, settings.timezone, rules.undated)
             if header.draft:
                 result.drafts += 1
                 continue
             if window is not None and header.date not in window:
                 continue
-            result.digests.append(build_digest(header, settings, aliases))
+            selection.headers.append(header)
         except ContentError as exc:
             result.problems.append(Problem(path, str(exc)))
-    result.digests.sort(key=lambda d: (d.date, str(d.path)))
-    return result
+    selection.headers.sort(key=lambda h: (h.date, str(h.path)))
+    return selection
+
+
+def load_digests(settings: Settings, window: Window | None = None,
+                 folder: Path | None = None) -> LoadResult:
+    """Every digest under the content folder (inside `window` if given), oldest first."""
+    selection = select_digests(settings, window, folder)
+    selection.result.digests = list(selection.digests())
+    return selection.result
+
+
+def content_rules(settings: Settings) -> Rules:
+    rules = settings.content_rules
+    return compile_rules(rules.exclude_sections, rules.exclude_links)
+
+
+def _excluded_file(path: Path, folder: Path, include: tuple[str, ...],
+                   exclude: tuple[str, ...]) -> bool:
+    relative = path.relative_to(folder).as_posix()
+
+    def matches(patterns: tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(relative, p)
+                   for p in patterns)
+
+    return not matches(include) or matches(exclude)
 
 
 def iter_digest_files(folder: Path) -> Iterator[Path]:
-    """Markdown files under `folder`, in name order, skipping hidden files and folders."""
-    with os.scandir(folder) as scan:
-        entries = sorted(scan, key=lambda e: e.name)
+    """Markdown files under `folder`, in name order, skipping hidden files and folders and
+    never following a symbolic link to a folder twice (a link loop ends the walk there)."""
+    yield from _walk(folder, set())
+
+
+def _walk(folder: Path, seen: set[tuple[int, int]]) -> Iterator[Path]:
+    try:
+        stat = folder.stat()
+        if (stat.st_dev, stat.st_ino) in seen:
+            return
+        seen.add((stat.st_dev, stat.st_ino))
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError:
+        return
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            yield from iter_digest_files(Path(entry.path))
-        elif entry.is_file() and entry.name.lower().endswith(SUFFIXES):
-            yield Path(entry.path)
+        try:
+            if entry.is_dir():
+                yield from _walk(Path(entry.path), seen)
+            elif entry.is_file() and entry.name.lower().endswith(SUFFIXES):
+                yield Path(entry.path)
+        except OSError:
+            continue
 
 
 # ---------------------------------------------------------------- reading and front matter
@@ -194,6 +272,9 @@ def split_front_matter(text: str, keys: tuple[str, ...] | None = None
     """Front matter and body; with `keys`, YAML front matter builds only those values."""
     handler = frontmatter.detect_format(text, _HANDLERS)
     if handler is None:
+        header_lines = _key_value_header(text)
+        if header_lines is not None:
+            return header_lines
         lines = text.lstrip("\n").split("\n", 40)
         if lines and _KEY_LINE.match(lines[0]) and "---" in (ln.strip() for ln in lines[1:]):
             raise ContentError("front matter lacks its opening '---' line; add '---' as line 1")
@@ -217,7 +298,34 @@ def split_front_matter(text: str, keys: tuple[str, ...] | None = None
     return meta, body
 
 
-def read_header(path: Path, tz: tzinfo) -> Header:
+_LIST_KEYS = ("tags", "categories", "category", "keywords", "authors")
+
+
+def _key_value_header(text: str) -> tuple[dict[str, Any], str] | None:
+    """MultiMarkdown / Pelican metadata: `Key: value` lines up to the first blank line,
+    naming at least a title or a date. Keys are case-insensitive; list keys split on commas."""
+    head, _, body = text.lstrip("\n").partition("\n\n")
+    lines = head.split("\n")
+    if len(lines) > 60 or not all(_KEY_LINE.match(ln) or ln[:1] in " \t" for ln in lines):
+        return None
+    meta: dict[str, Any] = {}
+    key = ""
+    for line in lines:
+        if line[:1] in " \t" and key:  # a continuation line
+            meta[key] = f"{meta[key]} {line.strip()}"
+            continue
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        meta[key] = value.strip()
+    if not {"title", "date"} & meta.keys():
+        return None
+    for name in _LIST_KEYS:
+        if isinstance(meta.get(name), str):
+            meta[name] = [v.strip() for v in meta[name].split(",") if v.strip()]
+    return meta, body
+
+
+def read_header(path: Path, tz: tzinfo, undated: str = "skip") -> Header:
     """What selecting by window needs, the date and the draft flag, from the file's head
     (the whole file when its front matter is longer)."""
     text = read_text(path, HEAD_BYTES)
@@ -228,12 +336,14 @@ def read_header(path: Path, tz: tzinfo) -> Header:
             raise
         meta, _ = split_front_matter(read_text(path), HEADER_KEYS)
     draft = meta.get("draft") is True or str(meta.get("draft")).lower() == "true"
-    return Header(path, digest_date(meta, path, tz), draft)
+    return Header(path, digest_date(meta, path, tz, undated), draft)
 
 
-def digest_date(meta: dict[str, Any], path: Path, tz: tzinfo) -> datetime:
-    """`publishDate` over `date`; naive means the site's timezone; else the file name."""
-    for key in ("publishDate", "date"):
+def digest_date(meta: dict[str, Any], path: Path, tz: tzinfo, undated: str = "skip"
+                ) -> datetime:
+    """`publishDate` over `date`; naive means the site's timezone; else the file name;
+    else, with `undated = "mtime"`, the file's modification time."""
+    for key in ("publishDate", "date", "Date", "Published"):
         value = meta.get(key)
         if value is None or value == "":
             continue
@@ -243,9 +353,11 @@ def digest_date(meta: dict[str, Any], path: Path, tz: tzinfo) -> datetime:
                                "(use ISO 8601, e.g. 2025-12-20T16:00:00+08:00)")
         return moment
     moment = date_from_name(path.name, tz)
+    if moment is None and undated == "mtime":
+        return datetime.fromtimestamp(path.stat().st_mtime, tz)
     if moment is None:
-        raise ContentError("no date: add 'date:' to the front matter "
-                           "or start the file name with YYYY-MM-DD")
+        raise ContentError("no date: add 'date:' to the front matter, start the file name "
+                           "with YYYY-MM-DD, or set [content] undated = \"mtime\"")
     return moment
 
 
@@ -271,8 +383,7 @@ def date_from_name(name: str, tz: tzinfo) -> datetime | None:
     try:
         if match:
             y, mo, d, h, mi, s = (int(g) for g in match.groups()[:6])
-            zone = UTC if match[7] else tz
-            return datetime(y, mo, d, h, mi, s, tzinfo=zone)
+            return datetime(y, mo, d, h, mi, s, tzinfo=_zone(match[7], tz))
         match = _DASHED_STAMP.search(name)
         if match:
             hour = int(match[4]) if match[4] and int(match[4]) < 24 else 0
@@ -280,6 +391,17 @@ def date_from_name(name: str, tz: tzinfo) -> datetime | None:
     except ValueError:
         return None
     return None
+
+
+def _zone(stamp: str | None, tz: tzinfo) -> tzinfo:
+    """`Z`, `+0800` or `+08:00` as a timezone; no stamp means the site's timezone."""
+    if not stamp:
+        return tz
+    if stamp == "Z":
+        return UTC
+    digits = stamp[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:])
+    return timezone(timedelta(minutes=minutes if stamp[0] == "+" else -minutes))
 
 
 # ---------------------------------------------------------------- building a digest
@@ -312,19 +434,21 @@ def map_categories(raw: Any, aliases: dict[str, str]) -> tuple[str, ...]:
     return tuple(result)
 
 
-def build_digest(header: Header, settings: Settings, aliases: dict[str, str]) -> Digest:
+def build_digest(header: Header, settings: Settings, aliases: dict[str, str],
+                 rules: Rules | None = None) -> Digest:
     meta, body = split_front_matter(read_text(header.path))
     tokens = MD.parse(body)
     title = _meta_text(meta, "title") or first_heading(tokens) or header.path.stem
-    items = extract_items(body, tokens)
+    found = extract(body, tokens, rules if rules is not None else content_rules(settings))
     excerpt = _meta_text(meta, "description") or _meta_text(meta, "summary")
     if not excerpt:
         excerpt = _shorten(first_paragraph(tokens), 300)
     return Digest(
         path=header.path, title=_one_line(title), date=header.date,
-        categories=map_categories(meta.get("categories"), aliases),
-        url=post_url(meta, header.path, header.date, settings), items=tuple(items),
-        excerpt=_one_line(excerpt),
+        categories=map_categories(meta.get("categories") or meta.get("category"), aliases),
+        url=post_url(meta, header.path, header.date, settings), items=tuple(found.items),
+        excerpt=_one_line(excerpt), shapes=tuple(found.shapes.most_common()),
+        excluded_sections=tuple(found.excluded),
     )
 
 

@@ -187,9 +187,11 @@ def test_bold_number_then_link_and_text() -> None:
 
 def test_bold_lead_with_html_link() -> None:
     body = ('- **Anthropic buys Vercept**：stronger agents. <a class="cite" '
-            'href="https://tc.example/v">1</a>\n- **Another**: no link, so not an item\n')
-    (item,) = extract_items(body)
+            'href="https://tc.example/v">1</a>\n- **Another**: no link, still an item\n')
+    item, other = extract_items(body)
     assert (item.headline, item.url) == ("Anthropic buys Vercept", "https://tc.example/v")
+    assert (other.headline, other.url, other.summary_text) == ("Another", None,
+                                                               "no link, still an item")
 
 
 def test_tables_nested_lists_and_raw_html_do_not_crash() -> None:

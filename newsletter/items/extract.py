@@ -1,0 +1,403 @@
+"""Items of a digest body, found by structure rather than by per-site patterns.
+
+A body is a tree: headings (and bold-only paragraphs, which act as headings) open
+sections; lists hold items that may hold lists. Each section heading and each list item
+is either a *group* (its children are items; its text becomes their section) or an *item*
+(its children are its summary, and their links its extra links):
+
+- a short, unlinked label ("产品与功能更新", "Top stories") with items under it is a group;
+- a headline, linked or numbered heading is an item unless two or more children carry
+  links of their own (a community or channel heading grouping posts);
+- a list item whose lead is a short label and whose nested list holds items is a group;
+- a list of bare links under an item, or a section labelled as its sources, gives that
+  item extra links.
+
+Sections whose heading matches `exclude_sections` are skipped whole; links matching
+`exclude_links` are never a story's link. An item told only as a line in an overview and
+again in full later in the post is kept once, in full.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from markdown_it.token import Token
+from rapidfuzz import fuzz
+
+from newsletter.items.blocks import Block, block_tree
+from newsletter.items.inline import (
+    Lead,
+    is_placeholder,
+    label_like,
+    leading_source,
+    markdown,
+    pieces_of,
+    plain,
+    read_lead,
+    web_url,
+)
+from newsletter.items.text import MD, markdown_to_text
+
+# Headings that introduce the links of the item above them, not items of their own.
+_LINKS_LABEL = re.compile(
+    r"^\W*(来源|來源|出处|信息来源|参考|参考资料|参考链接|相关链接|链接|原文|原文链接|延伸阅读|扩展阅读"
+    r"|sources?|links?|links mentioned|references|further reading|read more|related( links)?)"
+    r"\W*$", re.IGNORECASE)
+_BOLD_HEADER_MAX = 120
+
+
+@dataclass(frozen=True)
+class Item:
+    headline: str
+    url: str | None
+    source: str | None
+    summary_md: str
+    summary_text: str
+    section: str | None = None  # the digest's own heading the item sits under
+    tags: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()  # further links of the item ("links mentioned", sources)
+    shape: str = "link-led"
+
+
+@dataclass(frozen=True)
+class Rules:
+    exclude_sections: re.Pattern[str] | None = None
+    exclude_links: re.Pattern[str] | None = None
+
+
+@dataclass
+class Extraction:
+    items: list[Item] = field(default_factory=list)
+    shapes: Counter[str] = field(default_factory=Counter)
+    excluded: list[str] = field(default_factory=list)  # headings of the sections left out
+
+
+@dataclass
+class _Section:
+    header: Block | None
+    rank: int
+    body: list[Block | _Section] = field(default_factory=list)
+
+
+def extract(body: str, tokens: Sequence[Token] | None = None, rules: Rules = Rules()
+            ) -> Extraction:
+    """Every item of a digest body, in reading order, with what the check reports."""
+    walker = _Walker(rules)
+    blocks = block_tree(tokens if tokens is not None else MD.parse(body))
+    items = _drop_restatements(walker.section(_sections(blocks), None))
+    walker.result.items = items
+    walker.result.shapes = Counter(item.shape for item in items)
+    return walker.result
+
+
+def extract_items(body: str, tokens: Sequence[Token] | None = None, rules: Rules = Rules()
+                  ) -> list[Item]:
+    return extract(body, tokens, rules).items
+
+
+def _sections(blocks: list[Block]) -> _Section:
+    root = _Section(None, 0)
+    stack = [root]
+    for block in blocks:
+        rank = block.level if block.kind == "heading" else 7 if _bold_header(block) else 0
+        if rank:
+            while stack[-1].rank >= rank:
+                stack.pop()
+            section = _Section(block, rank)
+            stack[-1].body.append(section)
+            stack.append(section)
+        else:
+            stack[-1].body.append(block)
+    return root
+
+
+def _bold_header(block: Block) -> bool:
+    """A paragraph that is all bold (`**Headline**`, `**1. [Title](url)**`) heads what
+    follows it, like a heading."""
+    if block.kind != "paragraph":
+        return False
+    pieces = [p for p in pieces_of(block.inline_children()) if p.kind != "em"]
+    while pieces and pieces[-1].kind == "text" and not pieces[-1].text.strip(" :："):
+        pieces.pop()
+    return (len(pieces) >= 3 and pieces[0].kind == "strong" and pieces[-1].kind == "strong"
+            and sum(p.kind == "strong" for p in pieces) == 2
+            and 0 < len(plain(pieces)) <= _BOLD_HEADER_MAX)
+
+
+class _Walker:
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.result = Extraction()
+
+    def lead(self, block: Block) -> Lead:
+        return read_lead(block.inline_children(), self.rules.exclude_links)
+
+    def excluded(self, label: str) -> bool:
+        pattern = self.rules.exclude_sections
+        if pattern is not None and label and pattern.search(label):
+            self.result.excluded.append(label)
+            return True
+        return False
+
+    # -------------------------------------------------------------- sections
+
+    def section(self, section: _Section, name: str | None) -> list[Item]:
+        header = self.lead(section.header) if section.header is not None else None
+        title = header.headline if header is not None else ""
+        if header is not None and (self.excluded(plain(pieces_of(
+                section.header.inline_children())) if section.header else title)):
+            return []
+        blocks = [b for b in section.body if isinstance(b, Block)]
+        labelled_group = header is not None and section.rank < 7 and label_like(title) \
+            and header.url is None and not header.numbered and not header.tags
+        group_name = title if labelled_group else name
+        source_links: list[str] = []
+        details: list[_Section] = []  # labelled sub-sections that only describe this item
+        inner: list[Item] = []
+        for sub in (s for s in section.body if isinstance(s, _Section)):
+            sub_title = self.lead(sub.header).headline if sub.header is not None else ""
+            if _LINKS_LABEL.match(sub_title):
+                source_links += self.links_in(sub)
+                continue
+            found = self.section(sub, group_name)
+            if header is not None and not labelled_group and label_like(sub_title) and \
+                    not any(_told_as_item(i) for i in found):
+                details.append(sub)
+            else:
+                inner += found
+        candidates = self.items_of(blocks, group_name)
+        if header is None or inner:
+            return candidates + inner
+        if labelled_group:
+            if candidates:
+                return candidates
+            if not any(self.links_in_blocks(blocks)):
+                return []  # an intro, outro or note under a label: not a story
+        elif len({i.url for i in candidates if i.url and i.url != header.url}) >= 2:
+            return candidates  # a linked or long heading grouping posts with links of their own
+        if not title:
+            return candidates
+        for sub in details:
+            assert sub.header is not None
+            blocks = [*blocks, sub.header, *(b for b in sub.body if isinstance(b, Block))]
+        return [self.heading_item(header, blocks, source_links, name)]
+
+    def heading_item(self, header: Lead, blocks: list[Block], source_links: list[str],
+                     section: str | None) -> Item:
+        summary, source, labelled, links = self.summary(blocks)
+        links = _unique([*header.links, *labelled, *source_links, *links])
+        url = header.url or next(iter(labelled), None) or next(iter(source_links), None) or \
+            next(iter(links), None)
+        rest = "\n\n".join(part for part in (header.rest_md, summary) if part)
+        return _item(header, url=url, source=header.source or source, summary_md=rest,
+                     links=[u for u in links if u != url], section=section,
+                     shape="heading" if header.shape != "link-led" else "heading-link")
+
+    # -------------------------------------------------------------- lists and paragraphs
+
+    def items_of(self, blocks: list[Block], section: str | None) -> list[Item]:
+        items: list[Item] = []
+        links_follow = False
+        for block in blocks:
+            if block.kind == "list":
+                if links_follow and items:  # "Links mentioned:" then a list: the last item's
+                    last = items[-1]
+                    extra = _unique([*last.links, *self.links_in_blocks([block])])
+                    items[-1] = replace(last, links=tuple(u for u in extra if u != last.url))
+                    links_follow = False
+                    continue
+                for entry in block.children:
+                    found = self.list_item(entry, section)
+                    if block.ordered:
+                        found = [replace(i, shape=f"numbered {i.shape}")
+                                 if not i.shape.startswith("numbered") else i for i in found]
+                    items += found
+            elif block.kind == "paragraph":
+                lead = self.lead(block)
+                links_follow = bool(_LINKS_LABEL.match(lead.text.rstrip(":：")))
+                if not links_follow and self.paragraph_is_item(lead):
+                    items.append(_item(lead, section=section))
+            else:
+                links_follow = False
+        return items
+
+    def paragraph_is_item(self, lead: Lead) -> bool:
+        if not lead.headline or (lead.link_only and lead.url is None):
+            return False
+        if lead.link_only and not lead.numbered and lead.shape != "link-led":
+            return False
+        return lead.url is not None or lead.numbered or (
+            lead.shape == "bold-lead" and bool(lead.rest_text))
+
+    def list_item(self, entry: Block, section: str | None) -> list[Item]:
+        blocks = entry.children
+        if not blocks or blocks[0].kind != "paragraph":
+            return self.items_of(blocks, section)
+        lead = self.lead(blocks[0])
+        rest = blocks[1:]
+        if lead.tags and self.rules.exclude_sections is not None and any(
+                self.rules.exclude_sections.search(t) for t in lead.tags):
+            return []
+        nested_lists = [b for b in rest if b.kind == "list"]
+        if nested_lists and label_like(lead.headline) and not lead.rest_text:
+            if self.excluded(lead.headline):
+                return []
+            nested = self.items_of(nested_lists, lead.headline)
+            own = {i.url for i in nested if i.url and i.url != lead.url}
+            if nested and (lead.url is None or len(own) >= 2) and not (
+                    _LINKS_LABEL.match(lead.headline)):
+                return nested  # a group: its label is the section of the items under it
+        if not lead.headline:
+            return []
+        if lead.link_only and (lead.url is None or (lead.shape != "link-led" and not rest)):
+            return []  # navigation, an anchor, a bare source link
+        summary, source, labelled, links = self.summary(rest)
+        links = _unique([*lead.links, *labelled, *links])
+        url = lead.url or next(iter(labelled), None) or next(iter(links), None)
+        text = "\n\n".join(part for part in (lead.rest_md, summary) if part)
+        return [_item(lead, url=url, source=lead.source or source, summary_md=text,
+                      links=[u for u in links if u != url], section=section)]
+
+    # -------------------------------------------------------------- summaries
+
+    def summary(self, blocks: list[Block]) -> tuple[str, str | None, list[str], list[str]]:
+        """An item's body as Markdown: (summary, source named in it, links labelled as
+        sources, every other link). Lines naming the source leave the summary."""
+        parts: list[str] = []
+        source: str | None = None
+        labelled: list[str] = []
+        links: list[str] = []
+        for block in blocks:
+            if block.kind in ("paragraph", "heading"):
+                text, named, cited = self.line(block)
+                if named is not None or cited:
+                    source = source or named
+                    labelled += cited
+                    continue
+                if text:
+                    parts.append(f"**{text}**" if block.kind == "heading" else text)
+                links += self.links_in_blocks([block])
+            elif block.kind == "list":
+                lines: list[str] = []
+                for entry in block.children:
+                    first = entry.children[0] if entry.children else None
+                    if first is None or first.kind != "paragraph":
+                        continue
+                    text, named, cited = self.line(first)
+                    if named is not None or cited:
+                        source = source or named
+                        labelled += cited
+                        continue
+                    if text:
+                        lines.append(f"- {text}")
+                    links += self.links_in_blocks(entry.children)
+                if lines:
+                    parts.append("\n".join(lines))
+            elif block.kind == "quote":
+                inner, _, _, quoted = self.summary(block.children)
+                if inner:
+                    parts.append("\n".join(f"> {ln}" if ln else ">" for ln in
+                                           inner.split("\n")))
+                links += quoted
+        return "\n\n".join(parts), source, labelled, links
+
+    def line(self, block: Block) -> tuple[str, str | None, list[str]]:
+        """A line's Markdown (images dropped), or the source it names and its links."""
+        pieces = pieces_of(block.inline_children())
+        text = plain(pieces)
+        named = leading_source(text)
+        if named is not None and len(text) < 200:
+            links = [u for p in pieces if p.kind == "link" and (u := self.story(p.href))]
+            names = [plain([p]) for p in pieces if p.kind == "link" and not
+                     is_placeholder(p.text)]
+            bare = re.findall(r"https?://\S+", named)
+            return "", (", ".join(names) or (None if bare else named)), links + bare
+        return markdown(pieces), None, []
+
+    def story(self, href: str) -> str | None:
+        url = web_url(href)
+        pattern = self.rules.exclude_links
+        return None if url is None or (pattern and pattern.search(url)) else url
+
+    def links_in_blocks(self, blocks: list[Block]) -> list[str]:
+        found: list[str] = []
+        for block in blocks:
+            if block.inline is not None:
+                found += [u for p in pieces_of(block.inline_children())
+                          if p.kind == "link" and (u := self.story(p.href))]
+            found += self.links_in_blocks(block.children)
+        return found
+
+    def links_in(self, section: _Section) -> list[str]:
+        found = self.links_in_blocks([b for b in section.body if isinstance(b, Block)])
+        for sub in section.body:
+            if isinstance(sub, _Section):
+                found += self.links_in(sub)
+        return found
+
+
+def _item(lead: Lead, *, url: str | None = None, source: str | None = None,
+          summary_md: str | None = None, links: Sequence[str] = (), section: str | None = None,
+          shape: str | None = None) -> Item:
+    url = url if url is not None else lead.url
+    summary = lead.rest_md if summary_md is None else summary_md
+    if shape is None:
+        shape = lead.shape if lead.shape != "text" else "text-link" if url else "text"
+    return Item(headline=lead.headline, url=url, source=source or lead.source,
+                summary_md=summary, summary_text=markdown_to_text(summary), section=section,
+                tags=tuple(lead.tags), links=tuple(u for u in _unique(links) if u != url),
+                shape=("numbered " if lead.numbered else "") + shape)
+
+
+def _told_as_item(item: Item) -> bool:
+    """Written as a story of its own (a link, a number, a bold lead), not a plain note."""
+    return item.url is not None or item.shape != "text"
+
+
+def _unique(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _drop_restatements(items: list[Item]) -> list[Item]:
+    """A story told twice in one post is one item, told where it first appears: a link
+    repeated in another section (highlights, then the full story, then a reference list),
+    or an overview line without a link that another item tells in full. A link shared by
+    several items of one section is a hub (an aggregator page), not a repetition."""
+    keep: list[Item] = []
+    seen: dict[str, str | None] = {}
+    for n, item in enumerate(items):
+        if item.url is not None:
+            if item.url in seen and seen[item.url] != item.section:
+                continue
+            seen.setdefault(item.url, item.section)
+        elif len(item.summary_text) < 60:
+            key = _norm(item.headline)
+            if any(other.url is not None or len(other.summary_text) >= 60
+                   for k, other in enumerate(items)
+                   if k != n and _similar(key, _norm(other.headline))):
+                continue
+        keep.append(item)
+    return keep
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+def _similar(a: str, b: str) -> bool:
+    if not a or not b:
+        return False
+    return fuzz.ratio(a, b) >= 60 or (min(len(a), len(b)) >= 8 and fuzz.partial_ratio(a, b) >= 80)
+
+
+def compile_rules(exclude_sections: Sequence[str], exclude_links: Sequence[str]) -> Rules:
+    """Rules from the configured pattern lists (each a regular expression)."""
+
+    def joined(patterns: Sequence[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) \
+            if patterns else None
+
+    return Rules(joined(exclude_sections), joined(exclude_links))
