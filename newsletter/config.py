@@ -65,7 +65,7 @@ DEFAULT_EXCLUDE_SECTIONS = (
 DEFAULT_EXCLUDE_LINKS = (
     r"/intent/(tweet|post|follow)", r"sharer", r"/share(article)?\b", r"[?&]share=",
     r"subscribe", r"/feed/?$", r"^mailto:",
-    r"^https?://(www\.|mobile\.)?(x|twitter)\.com/[^/?#]+/?([?#].*)?$",
+    r"^https?://(www\.|mobile\.)?(x|twitter)\.com/(?!search|hashtag|i/|explore)[^/?#]+/?$",
     r"^https?://(www\.)?(facebook|instagram|threads)\.(com|net)/[^/?#]+/?$",
     r"^https?://(www\.)?linkedin\.com/(in|company)/",
     r"^https?://(www\.)?youtube\.com/(@|c/|channel/|user/)[^/]+/?$",
@@ -73,6 +73,7 @@ DEFAULT_EXCLUDE_LINKS = (
     r"discord(app)?\.com/channels/", r"discord\.gg/", r"^https?://t\.me/",
     r"slack\.com/archives/", r"chat\.whatsapp\.com",
     r"\.(png|jpe?g|gif|webp|svg|avif)([?#].*)?$",
+    r"[?&]utm_[a-z]+=[^&#]*(?<![a-z])(ads?|banner|sponsor(ed)?|promo(tion)?)(?![a-z])",
 )
 DEFAULT_EXCLUDE_FILES = ("_index.*", "index.*", "about.*", "README.*", "search.*",
                          "archives.*", "404.*")

@@ -67,8 +67,8 @@ def headline_similarity(a: str, b: str) -> float:
 
 
 def match(extracted: list[tuple[str, str | None]], labelled: list[tuple[str, str | None]]
-          ) -> int:
-    """How many extracted (headline, url) pairs match a labelled one, one to one."""
+          ) -> dict[int, int]:
+    """Extracted (headline, url) pairs matched one to one to labelled ones: {i: j}."""
     pairs: list[tuple[float, int, int]] = []
     for i, (head, url) in enumerate(extracted):
         for j, (l_head, l_url) in enumerate(labelled):
@@ -79,16 +79,14 @@ def match(extracted: list[tuple[str, str | None]], labelled: list[tuple[str, str
             elif sim >= 0.6:
                 pairs.append((sim, i, j))
     pairs.sort(reverse=True)
-    used_i: set[int] = set()
-    used_j: set[int] = set()
+    matched: dict[int, int] = {}
     for _, i, j in pairs:
-        if i not in used_i and j not in used_j:
-            used_i.add(i)
-            used_j.add(j)
-    return len(used_i)
+        if i not in matched and j not in matched.values():
+            matched[i] = j
+    return matched
 
 
 def score_post(extracted: list[tuple[str, str | None]],
                labelled: list[dict[str, str | None]]) -> Score:
     gold = [(str(x["headline"]), x["url"]) for x in labelled]
-    return Score(len(gold), len(extracted), match(extracted, gold))
+    return Score(len(gold), len(extracted), len(match(extracted, gold)))

@@ -28,6 +28,7 @@ from markdown_it.token import Token
 from rapidfuzz import fuzz
 
 from newsletter.items.blocks import Block, block_tree
+from newsletter.items.html import html_to_markdown
 from newsletter.items.inline import (
     Lead,
     is_placeholder,
@@ -47,6 +48,7 @@ _LINKS_LABEL = re.compile(
     r"|sources?|links?|links mentioned|references|further reading|read more|related( links)?)"
     r"\W*$", re.IGNORECASE)
 _BOLD_HEADER_MAX = 120
+_HTML_STRUCTURE = re.compile(r"<(h[1-6]|p|li|a)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,10 @@ def extract(body: str, tokens: Sequence[Token] | None = None, rules: Rules = Rul
             ) -> Extraction:
     """Every item of a digest body, in reading order, with what the check reports."""
     walker = _Walker(rules)
-    blocks = block_tree(tokens if tokens is not None else MD.parse(body))
+    tokens = tokens if tokens is not None else MD.parse(body)
+    if any(t.type == "html_block" and _HTML_STRUCTURE.search(t.content) for t in tokens):
+        tokens = MD.parse(_with_html_as_markdown(body, tokens))
+    blocks = block_tree(tokens)
     items = _drop_restatements(walker.section(_sections(blocks), None))
     walker.result.items = items
     walker.result.shapes = Counter(item.shape for item in items)
@@ -96,6 +101,16 @@ def extract(body: str, tokens: Sequence[Token] | None = None, rules: Rules = Rul
 def extract_items(body: str, tokens: Sequence[Token] | None = None, rules: Rules = Rules()
                   ) -> list[Item]:
     return extract(body, tokens, rules).items
+
+
+def _with_html_as_markdown(body: str, tokens: Sequence[Token]) -> str:
+    """The body with each raw HTML block that has structure rewritten as Markdown."""
+    lines = body.split("\n")
+    for tok in reversed(tokens):
+        if tok.type == "html_block" and tok.map and _HTML_STRUCTURE.search(tok.content):
+            start, end = tok.map
+            lines[start:end] = ["", *html_to_markdown(tok.content).split("\n"), ""]
+    return "\n".join(lines)
 
 
 def _sections(blocks: list[Block]) -> _Section:
@@ -147,9 +162,8 @@ class _Walker:
     def section(self, section: _Section, name: str | None) -> list[Item]:
         header = self.lead(section.header) if section.header is not None else None
         title = header.headline if header is not None else ""
-        if header is not None and (self.excluded(plain(pieces_of(
-                section.header.inline_children())) if section.header else title)):
-            return []
+        if header is not None and label_like(title) and self.excluded(title):
+            return []  # a section label the reader did not sign up for (a headline never is)
         blocks = [b for b in section.body if isinstance(b, Block)]
         labelled_group = header is not None and section.rank < 7 and label_like(title) \
             and header.url is None and not header.numbered and not header.tags
@@ -164,7 +178,7 @@ class _Walker:
                 continue
             found = self.section(sub, group_name)
             if header is not None and not labelled_group and label_like(sub_title) and \
-                    not any(_told_as_item(i) for i in found):
+                    not any(i.url or i.shape.startswith("numbered") for i in found):
                 details.append(sub)
             else:
                 inner += found
@@ -174,15 +188,16 @@ class _Walker:
         if labelled_group:
             if candidates:
                 return candidates
-            if not any(self.links_in_blocks(blocks)):
+            if not any(self.links_in_blocks(blocks)) and label_like(title, limit=8):
                 return []  # an intro, outro or note under a label: not a story
         elif len({i.url for i in candidates if i.url and i.url != header.url}) >= 2:
             return candidates  # a linked or long heading grouping posts with links of their own
-        if not title:
-            return candidates
         for sub in details:
             assert sub.header is not None
             blocks = [*blocks, sub.header, *(b for b in sub.body if isinstance(b, Block))]
+        if not title or (header.url is None and not any(b.kind in ("paragraph", "list")
+                                                         for b in blocks)):
+            return candidates  # a title over a table, a quote or nothing: not a story
         return [self.heading_item(header, blocks, source_links, name)]
 
     def heading_item(self, header: Lead, blocks: list[Block], source_links: list[str],
@@ -203,10 +218,11 @@ class _Walker:
         links_follow = False
         for block in blocks:
             if block.kind == "list":
-                if links_follow and items:  # "Links mentioned:" then a list: the last item's
-                    last = items[-1]
-                    extra = _unique([*last.links, *self.links_in_blocks([block])])
-                    items[-1] = replace(last, links=tuple(u for u in extra if u != last.url))
+                if links_follow:  # "Links mentioned:" then a list: the last item's links
+                    if items:
+                        last = items[-1]
+                        extra = _unique([*last.links, *self.links_in_blocks([block])])
+                        items[-1] = replace(last, links=tuple(u for u in extra if u != last.url))
                     links_follow = False
                     continue
                 for entry in block.children:
@@ -230,7 +246,7 @@ class _Walker:
         if lead.link_only and not lead.numbered and lead.shape != "link-led":
             return False
         return lead.url is not None or lead.numbered or (
-            lead.shape == "bold-lead" and bool(lead.rest_text))
+            lead.shape == "bold-lead" and len(lead.rest_text) >= 15)
 
     def list_item(self, entry: Block, section: str | None) -> list[Item]:
         blocks = entry.children
@@ -246,14 +262,13 @@ class _Walker:
             if self.excluded(lead.headline):
                 return []
             nested = self.items_of(nested_lists, lead.headline)
-            own = {i.url for i in nested if i.url and i.url != lead.url}
-            if nested and (lead.url is None or len(own) >= 2) and not (
-                    _LINKS_LABEL.match(lead.headline)):
+            if nested and (lead.url is None or any(_told_as_item(i) for i in nested)) \
+                    and not _LINKS_LABEL.match(lead.headline):
                 return nested  # a group: its label is the section of the items under it
         if not lead.headline:
             return []
-        if lead.link_only and (lead.url is None or (lead.shape != "link-led" and not rest)):
-            return []  # navigation, an anchor, a bare source link
+        if (lead.link_only or lead.shape == "link-led") and not lead.links and not rest:
+            return []  # navigation: an anchor or a relative link, and nothing more
         summary, source, labelled, links = self.summary(rest)
         links = _unique([*lead.links, *labelled, *links])
         url = lead.url or next(iter(labelled), None) or next(iter(links), None)
@@ -270,7 +285,16 @@ class _Walker:
         source: str | None = None
         labelled: list[str] = []
         links: list[str] = []
+        links_follow = False
         for block in blocks:
+            if links_follow and block.kind == "list":
+                labelled += self.links_in_blocks([block])
+                links_follow = False
+                continue
+            links_follow = block.kind in ("paragraph", "heading") and bool(
+                _LINKS_LABEL.match(plain(pieces_of(block.inline_children())).rstrip(":：")))
+            if links_follow:
+                continue
             if block.kind in ("paragraph", "heading"):
                 text, named, cited = self.line(block)
                 if named is not None or cited:
@@ -297,10 +321,12 @@ class _Walker:
                 if lines:
                     parts.append("\n".join(lines))
             elif block.kind == "quote":
-                inner, _, _, quoted = self.summary(block.children)
+                inner, named, cited, quoted = self.summary(block.children)
                 if inner:
                     parts.append("\n".join(f"> {ln}" if ln else ">" for ln in
                                            inner.split("\n")))
+                source = source or named
+                labelled += cited
                 links += quoted
         return "\n\n".join(parts), source, labelled, links
 
@@ -357,30 +383,73 @@ def _told_as_item(item: Item) -> bool:
     return item.url is not None or item.shape != "text"
 
 
+
 def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
 def _drop_restatements(items: list[Item]) -> list[Item]:
-    """A story told twice in one post is one item, told where it first appears: a link
-    repeated in another section (highlights, then the full story, then a reference list),
-    or an overview line without a link that another item tells in full. A link shared by
-    several items of one section is a hub (an aggregator page), not a repetition."""
+    """A story told twice in one post is one item, told where it first appears:
+    - a section whose links were mostly given already (highlights, then an overview, then
+      a reference list) repeats them; its items with a new link stay;
+    - an overview line without a link that another item tells in full;
+    - a lead repeated word for word without a link ("预测时间：") is a field name.
+    Several items of one section sharing a link is a hub (an aggregator page): all stay."""
+    items = _drop_overview(items)
+    items = _drop_repeated_sections(items)
+    bare_leads = Counter(_norm(i.headline) for i in items if i.url is None)
+    linked_leads = Counter(_norm(i.headline) for i in items if i.url is not None)
     keep: list[Item] = []
-    seen: dict[str, str | None] = {}
     for n, item in enumerate(items):
-        if item.url is not None:
-            if item.url in seen and seen[item.url] != item.section:
-                continue
-            seen.setdefault(item.url, item.section)
-        elif len(item.summary_text) < 60:
-            key = _norm(item.headline)
-            if any(other.url is not None or len(other.summary_text) >= 60
-                   for k, other in enumerate(items)
-                   if k != n and _similar(key, _norm(other.headline))):
-                continue
+        key = _norm(item.headline)
+        if (item.url is None and bare_leads[key] > 1) or linked_leads[key] > 2:
+            continue  # a field name, or a placeholder title ("（标题待翻译）") on many links
+        if item.url is None and len(item.summary_text) < 60 and any(
+                other.url is not None or len(other.summary_text) >= 60
+                for k, other in enumerate(items)
+                if k != n and _similar(key, _norm(other.headline))):
+            continue
         keep.append(item)
     return keep
+
+
+def _drop_repeated_sections(items: list[Item]) -> list[Item]:
+    keep: list[Item] = []
+    seen: set[str] = set()
+    start = 0
+    while start < len(items):
+        end = start
+        while end < len(items) and items[end].section == items[start].section:
+            end += 1
+        section = items[start:end]
+        linked = [i for i in section if i.url is not None]
+        repeated = [i for i in linked if i.url in seen]
+        distinct = {i.url for i in linked}
+        mostly_repeated = bool(linked) and len({i.url for i in repeated}) * 5 >= len(distinct) * 3
+        shared = Counter(i.url for i in linked)
+        keep += [i for i in section if i.url not in seen or (
+            shared[i.url] > 1 and not mostly_repeated)]
+        for item in section:
+            seen.update(u for u in (item.url, *item.links) if u)
+        start = end
+    return keep
+
+
+def _drop_overview(items: list[Item]) -> list[Item]:
+    """A post that opens with a list of one-line, link-less headlines and then tells at
+    least as many stories in full opens with an overview of them (perhaps in another
+    language): the full stories are the items."""
+    if not items or items[0].url is not None:
+        return items
+    first = items[0].section
+    head = 0
+    while head < len(items) and items[head].section == first and items[head].url is None \
+            and not items[head].summary_text:
+        head += 1
+    told = [i for i in items[head:] if i.url is not None or i.summary_text]
+    if head == 0 or (head < len(items) and items[head].section == first) or len(told) < head:
+        return items
+    return items[head:]
 
 
 def _norm(text: str) -> str:

@@ -306,7 +306,8 @@ def _set_rest(lead: Lead, rest: list[Piece]) -> None:
             kept[-1] = Piece("text", label.rstrip(" (（[【|-—–"), label.rstrip(" (（[【|-—–"))
     md = markdown(kept)
     lead.rest_md = re.sub(r"^[\s\-–—:：|·]+", "", md).strip()
-    lead.rest_text = plain(kept).strip(" -–—:：|·")
+    words = [p for p in kept if p.kind != "link" or not is_placeholder(p.text)]
+    lead.rest_text = plain(words).strip(" -–—:：|·()（）[]")
 
 
 def _cut(pieces: list[Piece], sentence: str) -> list[Piece]:
@@ -358,11 +359,12 @@ def leading_source(text: str) -> str | None:
     return text[match.end():].strip() or None if match else None
 
 
-def label_like(text: str) -> bool:
-    """A short label ("产品与功能更新", "Open source", "🔥 重磅 TOP 10") rather than a headline."""
+def label_like(text: str, limit: int = 12) -> bool:
+    """A short label ("产品与功能更新", "Open source", "🔥 重磅 TOP 10") rather than a headline:
+    CJK characters plus twice the Latin words stay within `limit`."""
     text = text.strip()
     if not text or text[-1] in "。！？!?":
         return False
     cjk = sum(1 for c in text if _is_cjk(c))
     words = len(re.findall(r"[A-Za-z0-9]+(?:[.'’-][A-Za-z0-9]+)*", text))
-    return cjk + 2 * words <= 12
+    return cjk + 2 * words <= limit
