@@ -78,6 +78,5 @@ def html_to_markdown(html: str) -> str:
     parser.feed(html)
     parser.close()
     text = "".join(parser.out)
-    lines = [line.strip() if not line.lstrip().startswith("- ") else line.strip()
-             for line in text.split("\n")]
+    lines = [line.strip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
