@@ -48,6 +48,7 @@ _LINKS_LABEL = re.compile(
     r"|sources?|links?|links mentioned|references|further reading|read more|related( links)?)"
     r"\W*$", re.IGNORECASE)
 _BOLD_HEADER_MAX = 120
+_STORY_PROSE = 80  # characters of text under a heading that tell a story of its own
 _HTML_STRUCTURE = re.compile(r"<(h[1-6]|p|li|a)\b", re.IGNORECASE)
 
 
@@ -171,13 +172,16 @@ class _Walker:
         source_links: list[str] = []
         details: list[_Section] = []  # labelled sub-sections that only describe this item
         inner: list[Item] = []
+        prose = sum(len(plain(pieces_of(b.inline_children()))) for b in blocks
+                    if b.kind == "paragraph")
         for sub in (s for s in section.body if isinstance(s, _Section)):
             sub_title = self.lead(sub.header).headline if sub.header is not None else ""
             if _LINKS_LABEL.match(sub_title):
                 source_links += self.links_in(sub)
                 continue
             found = self.section(sub, group_name)
-            if header is not None and not labelled_group and label_like(sub_title) and \
+            if header is not None and not labelled_group and prose >= _STORY_PROSE and \
+                    label_like(sub_title) and \
                     not any(i.url or i.shape.startswith("numbered") for i in found):
                 details.append(sub)
             else:
@@ -198,6 +202,9 @@ class _Walker:
         if not title or (header.url is None and not any(b.kind in ("paragraph", "list")
                                                          for b in blocks)):
             return candidates  # a title over a table, a quote or nothing: not a story
+        if section.rank < 7 and header.url is None and label_like(title, limit=8) and \
+                not any(self.links_in_blocks(blocks)):
+            return []  # "1. 市场驱动因素": a part of an analysis, not a story
         return [self.heading_item(header, blocks, source_links, name)]
 
     def heading_item(self, header: Lead, blocks: list[Block], source_links: list[str],
@@ -216,6 +223,7 @@ class _Walker:
     def items_of(self, blocks: list[Block], section: str | None) -> list[Item]:
         items: list[Item] = []
         links_follow = False
+        numbered: int | None = None  # the numbered paragraph whose story is still open
         for block in blocks:
             if block.kind == "list":
                 if links_follow:  # "Links mentioned:" then a list: the last item's links
@@ -234,11 +242,28 @@ class _Walker:
             elif block.kind == "paragraph":
                 lead = self.lead(block)
                 links_follow = bool(_LINKS_LABEL.match(lead.text.rstrip(":：")))
-                if not links_follow and self.paragraph_is_item(lead):
+                if links_follow:
+                    numbered = None
+                elif numbered is not None and not lead.numbered and lead.shape == "text":
+                    items[numbered] = self.continued(items[numbered], block)
+                elif self.paragraph_is_item(lead):
                     items.append(_item(lead, section=section))
+                    numbered = len(items) - 1 if lead.numbered else None
+                continue
             else:
                 links_follow = False
+            numbered = None
         return items
+
+    def continued(self, item: Item, block: Block) -> Item:
+        """A numbered paragraph's story goes on in the plain paragraphs after it."""
+        text, named, cited = self.line(block)
+        links = [*cited, *self.links_in_blocks([block])]
+        url = item.url or next(iter(links), None)
+        summary = "\n\n".join(p for p in (item.summary_md, text) if p)
+        return replace(item, url=url, source=item.source or named, summary_md=summary,
+                       summary_text=markdown_to_text(summary),
+                       links=tuple(u for u in _unique([*item.links, *links]) if u != url))
 
     def paragraph_is_item(self, lead: Lead) -> bool:
         if not lead.headline or (lead.link_only and lead.url is None):
