@@ -202,8 +202,8 @@ class _Walker:
         if not title or (header.url is None and not any(b.kind in ("paragraph", "list")
                                                          for b in blocks)):
             return candidates  # a title over a table, a quote or nothing: not a story
-        if section.rank < 7 and header.url is None and label_like(title, limit=8) and \
-                not any(self.links_in_blocks(blocks)):
+        if section.rank < 7 and header.shape != "link-led" and label_like(title, limit=8) \
+                and not any(self.links_in_blocks(blocks)):
             return []  # "1. 市场驱动因素": a part of an analysis, not a story
         return [self.heading_item(header, blocks, source_links, name)]
 
