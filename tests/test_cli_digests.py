@@ -103,3 +103,30 @@ def test_unwritable_output_is_one_line(site: Path, write_post: WritePost) -> Non
                cwd=site)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "blocker" in done.stderr
+
+
+def test_check_prints_shapes_and_warns_when_posts_yield_nothing(site: Path,
+                                                                write_post: WritePost) -> None:
+    write_post("2025-12-15.md", "---\ntitle: A\n---\n- [One](https://a.example/1)\n"
+               "- [Two](https://a.example/2)\n\n## Sponsors\n\n- [Ad](https://ad.example)\n")
+    for day in (16, 17):
+        write_post(f"2025-12-{day}.md", "---\ntitle: Essay\n---\nJust prose, no stories.\n")
+    done = run("digests", "--week", "2025-W51", "--check", cwd=site)
+    assert done.returncode == 0, done.stderr
+    assert "2025-12-15 00:00    2 items  2025-12-15.md  (link-led 2; left out: Sponsors)" \
+        in done.stdout
+    assert "2025-12-16 00:00    0 items  2025-12-16.md  (no items)" in done.stdout
+    assert "warning: 2 of 3 posts yield no items" in done.stderr
+    assert "[content] exclude" in done.stderr
+    quiet = run("digests", "--week", "2025-W51", cwd=site)
+    assert "yield no items" not in quiet.stderr
+
+
+def test_json_lists_skipped_files_with_reasons(site: Path, write_post: WritePost) -> None:
+    write_post("2025-12-15.md", "---\ntitle: A\n---\n- [One](https://a.example/1)\n")
+    write_post("2025-12-16.md", "---\ntitle: [broken\n---\n")
+    done = run("digests", "--week", "2025-W51", "--json", cwd=site)
+    payload = json.loads(done.stdout)
+    assert [d["title"] for d in payload["digests"]] == ["A"]
+    (skipped,) = payload["skipped"]
+    assert skipped["path"].endswith("2025-12-16.md") and "front matter" in skipped["reason"]

@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -218,3 +219,64 @@ def test_loader_never_raises_on_arbitrary_bytes(settings: Settings, data: bytes)
 def test_item_extraction_never_raises(body: str) -> None:
     for item in extract_items(body):
         assert item.headline
+
+
+# ---------------------------------------------------------------- formats and file selection
+
+def test_multimarkdown_header_lines(settings: Settings, write_post: WritePost) -> None:
+    write_post("p.md", "Title: Pelican post\nDate: 2025-12-17 09:30\nCategory: Robotics\n"
+               "Tags: a, b\n\n## [Story](https://s.example/1)\n\nText.\n")
+    digest = only(settings)
+    assert digest.title == "Pelican post"
+    assert digest.date == datetime(2025, 12, 17, 9, 30, tzinfo=TZ)
+    assert digest.categories == ("robots",)
+    assert [i.url for i in digest.items] == ["https://s.example/1"]
+
+
+def test_a_body_starting_with_a_colon_line_is_not_a_header(settings: Settings,
+                                                           write_post: WritePost) -> None:
+    write_post("2025-12-18.md", "Note: this is prose.\n\nMore prose.\n")
+    assert only(settings).title == "2025-12-18"
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("20251119T045816+0000-post.md", datetime(2025, 11, 19, 4, 58, 16, tzinfo=UTC)),
+    ("20251119T045816+0800-post.md", datetime(2025, 11, 19, 4, 58, 16, tzinfo=TZ)),
+    ("20251119T045816-05:00.md", datetime(2025, 11, 19, 9, 58, 16, tzinfo=UTC)),
+])
+def test_file_name_stamps_keep_their_offset(settings: Settings, write_post: WritePost,
+                                            name: str, expected: datetime) -> None:
+    write_post(name, "---\ntitle: x\n---\nbody\n")
+    assert only(settings).date == expected
+
+
+def test_undated_files_are_skipped_or_take_their_mtime(site: Path, write_post: WritePost
+                                                       ) -> None:
+    path = write_post("undated.md", "---\ntitle: x\n---\nbody\n")
+    os.utime(path, (1766000000, 1766000000))
+    from newsletter.config import load_settings
+
+    skipped = load_digests(load_settings(site / "newsletter.toml"))
+    assert [p.reason for p in skipped.problems] == [
+        "no date: add 'date:' to the front matter, start the file name with YYYY-MM-DD, or "
+        "set [content] undated = \"mtime\""]
+    config = site / "newsletter.toml"
+    config.write_text(config.read_text().replace('dir = "content"',
+                                                 'dir = "content"\nundated = "mtime"'))
+    dated = load_digests(load_settings(config))
+    assert [d.date.timestamp() for d in dated.digests] == [1766000000]
+
+
+def test_pages_are_left_out_without_advice(settings: Settings, write_post: WritePost) -> None:
+    write_post("_index.md", "---\ntitle: Posts\n---\n")
+    write_post("about.md", "---\ntitle: About\n---\nWho we are.\n")
+    write_post("2025-12-20.md", "---\ntitle: A digest\n---\n")
+    result = load_digests(settings)
+    assert [d.title for d in result.digests] == ["A digest"]
+    assert (result.pages, result.problems) == (2, [])
+
+
+def test_symlink_loop_ends_the_walk_there(settings: Settings, write_post: WritePost) -> None:
+    write_post("a/2025-12-20.md", "---\ntitle: A\n---\n")
+    (Path(settings.content_dir) / "a" / "loop").symlink_to(Path(settings.content_dir))
+    assert [d.title for d in load_digests(settings).digests] == ["A"]

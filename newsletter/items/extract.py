@@ -179,13 +179,11 @@ class _Walker:
             if _LINKS_LABEL.match(sub_title):
                 source_links += self.links_in(sub)
                 continue
-            found = self.section(sub, group_name)
             if header is not None and not labelled_group and prose >= _STORY_PROSE and \
-                    label_like(sub_title) and \
-                    not any(i.url or i.shape.startswith("numbered") for i in found):
-                details.append(sub)
+                    label_like(sub_title) and self.plain_notes(sub):
+                details.append(sub)  # "关键标签" under a story: notes on it, not stories
             else:
-                inner += found
+                inner += self.section(sub, group_name)
         candidates = self.items_of(blocks, group_name)
         if header is None or inner:
             return candidates + inner
@@ -202,10 +200,22 @@ class _Walker:
         if not title or (header.url is None and not any(b.kind in ("paragraph", "list")
                                                          for b in blocks)):
             return candidates  # a title over a table, a quote or nothing: not a story
-        if section.rank < 7 and header.shape != "link-led" and label_like(title, limit=8) \
-                and not any(self.links_in_blocks(blocks)):
-            return []  # "1. 市场驱动因素": a part of an analysis, not a story
         return [self.heading_item(header, blocks, source_links, name)]
+
+    def plain_notes(self, section: _Section) -> bool:
+        """A section of plain bulleted lines or text: no sub-sections, numbers, bold leads
+        or links of its own."""
+        blocks = section.body
+        if not blocks or any(isinstance(b, _Section) or b.kind not in ("list", "paragraph")
+                             or (b.kind == "list" and b.ordered) for b in blocks):
+            return False
+        if self.links_in_blocks([b for b in blocks if isinstance(b, Block)]):
+            return False
+        lines = [b for b in blocks if isinstance(b, Block) and b.kind == "paragraph"] + [
+            e.children[0] for b in blocks if isinstance(b, Block) and b.kind == "list"
+            for e in b.children if e.children and e.children[0].kind == "paragraph"]
+        return all(self.lead(line).shape == "text" and not self.lead(line).numbered
+                   for line in lines)
 
     def heading_item(self, header: Lead, blocks: list[Block], source_links: list[str],
                      section: str | None) -> Item:
