@@ -25,12 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from markdown_it.token import Token
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from newsletter.items.blocks import Block, block_tree
 from newsletter.items.html import html_to_markdown
 from newsletter.items.inline import (
     Lead,
+    Piece,
     is_placeholder,
     label_like,
     leading_source,
@@ -40,7 +41,7 @@ from newsletter.items.inline import (
     read_lead,
     web_url,
 )
-from newsletter.items.text import MD, markdown_to_text
+from newsletter.items.text import MD
 
 # Headings that introduce the links of the item above them, not items of their own.
 _LINKS_LABEL = re.compile(
@@ -76,6 +77,18 @@ class Extraction:
     items: list[Item] = field(default_factory=list)
     shapes: Counter[str] = field(default_factory=Counter)
     excluded: list[str] = field(default_factory=list)  # headings of the sections left out
+
+
+@dataclass
+class _Body:
+    """An item's body: its summary (Markdown and plain text), the source named in it, the
+    links labelled as its sources and every other link."""
+
+    md: str = ""
+    text: str = ""
+    source: str | None = None
+    labelled: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -147,9 +160,14 @@ class _Walker:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         self.result = Extraction()
+        self._pieces: dict[int, list[Piece]] = {}
+        self._leads: dict[int, Lead] = {}
 
     def lead(self, block: Block) -> Lead:
-        return read_lead(block.inline_children(), self.rules.exclude_links)
+        key = id(block)
+        if key not in self._leads:
+            self._leads[key] = read_lead(block.inline_children(), self.rules.exclude_links)
+        return self._leads[key]
 
     def excluded(self, label: str) -> bool:
         pattern = self.rules.exclude_sections
@@ -219,13 +237,11 @@ class _Walker:
 
     def heading_item(self, header: Lead, blocks: list[Block], source_links: list[str],
                      section: str | None) -> Item:
-        summary, source, labelled, links = self.summary(blocks)
-        links = _unique([*header.links, *labelled, *source_links, *links])
-        url = header.url or next(iter(labelled), None) or next(iter(source_links), None) or \
-            next(iter(links), None)
-        rest = "\n\n".join(part for part in (header.rest_md, summary) if part)
-        return _item(header, url=url, source=header.source or source, summary_md=rest,
-                     links=[u for u in links if u != url], section=section,
+        body = self.summary(blocks)
+        links = _unique([*header.links, *body.labelled, *source_links, *body.links])
+        url = header.url or next(iter(body.labelled), None) or \
+            next(iter(source_links), None) or next(iter(links), None)
+        return _item(header, body, url=url, links=links, section=section,
                      shape="heading" if header.shape != "link-led" else "heading-link")
 
     # -------------------------------------------------------------- lists and paragraphs
@@ -257,7 +273,7 @@ class _Walker:
                 elif numbered is not None and not lead.numbered and lead.shape == "text":
                     items[numbered] = self.continued(items[numbered], block)
                 elif self.paragraph_is_item(lead):
-                    items.append(_item(lead, section=section))
+                    items.append(_item(lead, section=section, links=lead.links))
                     numbered = len(items) - 1 if lead.numbered else None
                 continue
             else:
@@ -267,12 +283,12 @@ class _Walker:
 
     def continued(self, item: Item, block: Block) -> Item:
         """A numbered paragraph's story goes on in the plain paragraphs after it."""
-        text, named, cited = self.line(block)
-        links = [*cited, *self.links_in_blocks([block])]
+        body = self.summary([block])
+        links = [*body.labelled, *body.links]
         url = item.url or next(iter(links), None)
-        summary = "\n\n".join(p for p in (item.summary_md, text) if p)
-        return replace(item, url=url, source=item.source or named, summary_md=summary,
-                       summary_text=markdown_to_text(summary),
+        return replace(item, url=url, source=item.source or body.source,
+                       summary_md="\n\n".join(p for p in (item.summary_md, body.md) if p),
+                       summary_text="\n\n".join(p for p in (item.summary_text, body.text) if p),
                        links=tuple(u for u in _unique([*item.links, *links]) if u != url))
 
     def paragraph_is_item(self, lead: Lead) -> bool:
@@ -304,79 +320,82 @@ class _Walker:
             return []
         if (lead.link_only or lead.shape == "link-led") and not lead.links and not rest:
             return []  # navigation: an anchor or a relative link, and nothing more
-        summary, source, labelled, links = self.summary(rest)
-        links = _unique([*lead.links, *labelled, *links])
-        url = lead.url or next(iter(labelled), None) or next(iter(links), None)
-        text = "\n\n".join(part for part in (lead.rest_md, summary) if part)
-        return [_item(lead, url=url, source=lead.source or source, summary_md=text,
-                      links=[u for u in links if u != url], section=section)]
+        body = self.summary(rest)
+        links = _unique([*lead.links, *body.labelled, *body.links])
+        url = lead.url or next(iter(body.labelled), None) or next(iter(links), None)
+        return [_item(lead, body, url=url, links=links, section=section)]
 
     # -------------------------------------------------------------- summaries
 
-    def summary(self, blocks: list[Block]) -> tuple[str, str | None, list[str], list[str]]:
-        """An item's body as Markdown: (summary, source named in it, links labelled as
-        sources, every other link). Lines naming the source leave the summary."""
-        parts: list[str] = []
-        source: str | None = None
-        labelled: list[str] = []
-        links: list[str] = []
+    def summary(self, blocks: list[Block]) -> _Body:
+        """An item's body. Lines naming the source leave the summary; a list after a
+        "Links"/"来源" label gives labelled links."""
+        body = _Body()
+        md: list[str] = []
+        text: list[str] = []
         links_follow = False
         for block in blocks:
             if links_follow and block.kind == "list":
-                labelled += self.links_in_blocks([block])
+                body.labelled += self.links_in_blocks([block])
                 links_follow = False
                 continue
             links_follow = block.kind in ("paragraph", "heading") and bool(
-                _LINKS_LABEL.match(plain(pieces_of(block.inline_children())).rstrip(":：")))
+                _LINKS_LABEL.match(plain(self.pieces(block)).rstrip(":：")))
             if links_follow:
                 continue
             if block.kind in ("paragraph", "heading"):
-                text, named, cited = self.line(block)
-                if named is not None or cited:
-                    source = source or named
-                    labelled += cited
+                if self.names_source(block, body):
                     continue
-                if text:
-                    parts.append(f"**{text}**" if block.kind == "heading" else text)
-                links += self.links_in_blocks([block])
+                line_md, line_text = markdown(self.pieces(block)), plain(self.pieces(block))
+                if line_text:
+                    md.append(f"**{line_md}**" if block.kind == "heading" else line_md)
+                    text.append(line_text)
+                body.links += self.links_in_blocks([block])
             elif block.kind == "list":
-                lines: list[str] = []
+                lines: list[tuple[str, str]] = []
                 for entry in block.children:
                     first = entry.children[0] if entry.children else None
-                    if first is None or first.kind != "paragraph":
+                    if first is None or first.kind != "paragraph" or \
+                            self.names_source(first, body):
                         continue
-                    text, named, cited = self.line(first)
-                    if named is not None or cited:
-                        source = source or named
-                        labelled += cited
-                        continue
-                    if text:
-                        lines.append(f"- {text}")
-                    links += self.links_in_blocks(entry.children)
+                    line_text = plain(self.pieces(first))
+                    if line_text:
+                        lines.append((markdown(self.pieces(first)), line_text))
+                    body.links += self.links_in_blocks(entry.children)
                 if lines:
-                    parts.append("\n".join(lines))
+                    md.append("\n".join(f"- {m}" for m, _ in lines))
+                    text.append("\n".join(f"- {t}" for _, t in lines))
             elif block.kind == "quote":
-                inner, named, cited, quoted = self.summary(block.children)
-                if inner:
-                    parts.append("\n".join(f"> {ln}" if ln else ">" for ln in
-                                           inner.split("\n")))
-                source = source or named
-                labelled += cited
-                links += quoted
-        return "\n\n".join(parts), source, labelled, links
+                inner = self.summary(block.children)
+                if inner.md:
+                    md.append("\n".join(f"> {ln}" if ln else ">" for ln in inner.md.split("\n")))
+                    text.append(inner.text)
+                body.source = body.source or inner.source
+                body.labelled += inner.labelled
+                body.links += inner.links
+        body.md, body.text = "\n\n".join(md), "\n\n".join(text)
+        return body
 
-    def line(self, block: Block) -> tuple[str, str | None, list[str]]:
-        """A line's Markdown (images dropped), or the source it names and its links."""
-        pieces = pieces_of(block.inline_children())
+    def names_source(self, block: Block, body: _Body) -> bool:
+        """A `来源：TechCrunch` / `Source: [X](url)` line: it names the item's source (and
+        gives labelled links) instead of adding to the summary."""
+        pieces = self.pieces(block)
         text = plain(pieces)
         named = leading_source(text)
-        if named is not None and len(text) < 200:
-            links = [u for p in pieces if p.kind == "link" and (u := self.story(p.href))]
-            names = [plain([p]) for p in pieces if p.kind == "link" and not
-                     is_placeholder(p.text)]
-            bare = re.findall(r"https?://\S+", named)
-            return "", (", ".join(names) or (None if bare else named)), links + bare
-        return markdown(pieces), None, []
+        if named is None or len(text) >= 200:
+            return False
+        links = [u for p in pieces if p.kind == "link" and (u := self.story(p.href))]
+        names = [plain([p]) for p in pieces if p.kind == "link" and not is_placeholder(p.text)]
+        bare = re.findall(r"https?://\S+", named)
+        body.source = body.source or ", ".join(names) or (None if bare else named)
+        body.labelled += links + bare
+        return True
+
+    def pieces(self, block: Block) -> list[Piece]:
+        key = id(block)
+        if key not in self._pieces:
+            self._pieces[key] = pieces_of(block.inline_children())
+        return self._pieces[key]
 
     def story(self, href: str) -> str | None:
         url = web_url(href)
@@ -387,7 +406,7 @@ class _Walker:
         found: list[str] = []
         for block in blocks:
             if block.inline is not None:
-                found += [u for p in pieces_of(block.inline_children())
+                found += [u for p in self.pieces(block)
                           if p.kind == "link" and (u := self.story(p.href))]
             found += self.links_in_blocks(block.children)
         return found
@@ -400,16 +419,18 @@ class _Walker:
         return found
 
 
-def _item(lead: Lead, *, url: str | None = None, source: str | None = None,
-          summary_md: str | None = None, links: Sequence[str] = (), section: str | None = None,
-          shape: str | None = None) -> Item:
+def _item(lead: Lead, body: _Body | None = None, *, url: str | None = None,
+          links: Sequence[str] = (), section: str | None = None, shape: str | None = None
+          ) -> Item:
     url = url if url is not None else lead.url
-    summary = lead.rest_md if summary_md is None else summary_md
+    body = body or _Body()
     if shape is None:
         shape = lead.shape if lead.shape != "text" else "text-link" if url else "text"
-    return Item(headline=lead.headline, url=url, source=source or lead.source,
-                summary_md=summary, summary_text=markdown_to_text(summary), section=section,
-                tags=tuple(lead.tags), links=tuple(u for u in _unique(links) if u != url),
+    return Item(headline=lead.headline, url=url, source=lead.source or body.source,
+                summary_md="\n\n".join(p for p in (lead.rest_md, body.md) if p),
+                summary_text="\n\n".join(p for p in (lead.rest_text, body.text) if p),
+                section=section, tags=tuple(lead.tags),
+                links=tuple(u for u in _unique(links) if u != url),
                 shape=("numbered " if lead.numbered else "") + shape)
 
 
@@ -432,17 +453,19 @@ def _drop_restatements(items: list[Item]) -> list[Item]:
     Several items of one section sharing a link is a hub (an aggregator page): all stay."""
     items = _drop_overview(items)
     items = _drop_repeated_sections(items)
+    norms = [_norm(i.headline) for i in items]
+    full = [k for k, i in zip(norms, items, strict=True)
+            if k and (i.url is not None or len(i.summary_text) >= 60)]
+    long_full = [k for k in full if len(k) >= 8]
     bare_leads = Counter(_norm(i.headline) for i in items if i.url is None)
     linked_leads = Counter(_norm(i.headline) for i in items if i.url is not None)
     keep: list[Item] = []
     for n, item in enumerate(items):
-        key = _norm(item.headline)
+        key = norms[n]
         if (item.url is None and bare_leads[key] > 1) or linked_leads[key] > 2:
             continue  # a field name, or a placeholder title ("（标题待翻译）") on many links
-        if item.url is None and len(item.summary_text) < 60 and any(
-                other.url is not None or len(other.summary_text) >= 60
-                for k, other in enumerate(items)
-                if k != n and _similar(key, _norm(other.headline))):
+        short_and_bare = item.url is None and len(item.summary_text) < 60  # never in `full`
+        if short_and_bare and _told_elsewhere(key, full, long_full):
             continue
         keep.append(item)
     return keep
@@ -491,10 +514,14 @@ def _norm(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.casefold())
 
 
-def _similar(a: str, b: str) -> bool:
-    if not a or not b:
+def _told_elsewhere(key: str, others: list[str], long_others: list[str]) -> bool:
+    """Is `key` a near-duplicate of one of `others` (normalized headlines)?"""
+    if not key or not others:
         return False
-    return fuzz.ratio(a, b) >= 60 or (min(len(a), len(b)) >= 8 and fuzz.partial_ratio(a, b) >= 80)
+    if process.extractOne(key, others, scorer=fuzz.ratio, score_cutoff=60):
+        return True
+    return len(key) >= 8 and bool(process.extractOne(key, long_others, scorer=fuzz.partial_ratio,
+                                                     score_cutoff=80))
 
 
 def compile_rules(exclude_sections: Sequence[str], exclude_links: Sequence[str]) -> Rules:
