@@ -1,4 +1,8 @@
-"""An edition: the window's digests deduplicated into ranked, categorized stories.
+"""An edition: the window's digests merged into ranked, categorized stories.
+
+Mentions become stories in `newsletter.stories` (links, hubs, near-duplicate headlines)
+and find their categories in `newsletter.routing`; here they are ranked (digests that
+covered them, then sources, then recency; standing items last) and planned per variant.
 
 A *variant* is what one set of categories sees; every subscriber who chose the same set
 gets the same variant, so each variant is rendered (and its CSS inlined) once.
@@ -7,39 +11,22 @@ gets the same variant, so each variant is rendered (and its CSS inlined) once.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from newsletter.config import Settings
 from newsletter.content import Digest, LoadResult, load_digests
 from newsletter.items import Item, web_url
+from newsletter.routing import Router
+from newsletter.stories import Mention, cluster
+from newsletter.urls import DEFAULT_TRACKING, UrlRules, normalize_url
 from newsletter.window import Window
 
 TOP_STORIES = 5
-_TRACKING = re.compile(r"^(utm_\w+|ref|ref_src|ref_url|fbclid|gclid|dclid|mc_cid|mc_eid|spm|"
-                       r"igshid|si|_hsenc|_hsmi|mkt_tok|cmpid|yclid)$", re.IGNORECASE)
-_HOST_ALIASES = {"twitter.com": "x.com", "mobile.twitter.com": "x.com", "m.x.com": "x.com"}
-
-
-def normalize_url(url: str) -> str:
-    """One spelling per page: scheme, host case, www., twitter=x, tracking, slash, fragment."""
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").lower()
-    except ValueError:
-        return url.strip()
-    host = host.removeprefix("www.")
-    host = _HOST_ALIASES.get(host, host)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not _TRACKING.match(k) and not (host == "x.com" and k in ("s", "t"))]
-    path = parts.path.rstrip("/") or ""
-    if host == "x.com":
-        path = path.lower()  # x.com user names are case-insensitive
-    return urlunsplit(("", host, path, urlencode(sorted(query)), ""))
+UNCATEGORIZED_CHOICES = ("all", "more")  # or a category name
 
 
 def normalize_headline(text: str) -> str:
@@ -64,10 +51,14 @@ class Story:
     summary_text: str
     date: datetime  # the earliest mention
     coverage: tuple[DigestLink, ...]  # every digest that mentioned it
-    categories: frozenset[str] | None  # None: belongs to every category set
+    categories: frozenset[str]  # empty: no category signal (see Edition.uncategorized)
+    also: tuple[tuple[str, str], ...] = ()  # (source, url): the same story elsewhere
+    standing: bool = False  # in most digests of the window: a standing item, not news
 
-    def in_variant(self, chosen: frozenset[str]) -> bool:
-        return not chosen or self.categories is None or bool(self.categories & chosen)
+    @property
+    def reach(self) -> tuple[int, int]:
+        """How widely it was covered: distinct digests, then distinct sources and links."""
+        return len(self.coverage), len(self.sources) + len(self.also)
 
 
 @dataclass(frozen=True)
@@ -75,6 +66,7 @@ class Section:
     key: str  # a category name, "top" or "more"
     label: str
     stories: tuple[Story, ...]
+    more: int = 0  # stories of this section left out by max_per_section
 
 
 @dataclass(frozen=True)
@@ -115,109 +107,153 @@ def variant_categories(key: str) -> tuple[str, ...]:
 class Edition:
     window: Window
     number: int
-    stories: tuple[Story, ...]  # ranked: coverage, then recency
+    stories: tuple[Story, ...]  # ranked: news before standing items, reach, then recency
     digests: tuple[DigestLink, ...]
     labels: dict[str, str] = field(default_factory=dict)  # category name -> label
     order: tuple[str, ...] = ()  # configured category order
+    uncategorized: str = "more"  # "all", "more" or a category name
+    max_per_section: int = 0  # 0: no cap
+
+    def sees_uncategorized(self, chosen: frozenset[str]) -> bool:
+        """Stories without a category signal go to every reader ("all"), or only to readers
+        of every category ("more"); never silently to every chosen set."""
+        return self.uncategorized == "all" or not chosen or set(self.order) <= chosen
 
     def plan(self, categories: Iterable[str] = ()) -> VariantPlan:
         """Top stories first, then one section per chosen category; each story once."""
         chosen = frozenset(categories)
-        visible = [s for s in self.stories if s.in_variant(chosen)]
-        top = [s for s in visible if len(s.coverage) >= 2][:TOP_STORIES]
+        every = self.sees_uncategorized(chosen)
+        visible = [s for s in self.stories
+                   if (s.categories and (not chosen or s.categories & chosen))
+                   or (not s.categories and every)]
+        top = [s for s in visible if len(s.coverage) >= 2 and not s.standing][:TOP_STORIES]
         shown = {s.key for s in top}
         sections = [Section("top", "", tuple(top))] if top else []
+        dropped = 0
         for name in self.order:
             if chosen and name not in chosen:
                 continue
-            members = [s for s in visible if s.key not in shown and s.categories is not None
-                       and name in s.categories]
+            members = [s for s in visible if s.key not in shown and name in s.categories]
             shown.update(s.key for s in members)
+            cut = len(members) - self.max_per_section if self.max_per_section else 0
+            if cut > 0:
+                members, dropped = members[:self.max_per_section], dropped + cut
             if members:
-                sections.append(Section(name, self.labels.get(name, name), tuple(members)))
+                sections.append(Section(name, self.labels.get(name, name), tuple(members),
+                                        more=max(cut, 0)))
         rest = [s for s in visible if s.key not in shown]
         if rest:
             sections.append(Section("more", "", tuple(rest)))
-        return VariantPlan(chosen, tuple(sections))
+        return VariantPlan(chosen, tuple(sections), dropped)
 
 
 def compose(digests: Sequence[Digest], settings: Settings, window: Window,
             number: int = 1) -> Edition:
-    builders: dict[str, _StoryBuilder] = {}
-    links = [DigestLink(d.title, d.url, d.date) for d in digests]
-    for digest, link in zip(digests, links, strict=True):
-        for item in digest.items or (_post_as_item(digest),):
-            key = _story_key(item)
-            cats = item_categories(item, digest, settings)
-            if key in builders:
-                builders[key].add(item, link, cats)
-            else:
-                builders[key] = _StoryBuilder(key, item, link, cats)
-    stories = sorted((b.build() for b in builders.values()),
-                     key=lambda s: (-len(s.coverage), -s.date.timestamp(), s.headline))
-    return Edition(
-        window=window, number=number, stories=tuple(stories),
-        digests=tuple(links),
-        labels={c.name: c.label for c in settings.categories}, order=settings.category_names)
+    """The window's digests as ranked stories: mentions clustered into stories, routed to
+    categories, standing items recognized."""
+    return _Composer(digests, settings).edition(window, number)
 
 
-def item_categories(item: Item, digest: Digest, settings: Settings) -> frozenset[str] | None:
-    """Keyword matches among the digest's configured categories; else all of them."""
-    declared = [c for c in settings.categories if c.name in digest.categories]
-    candidates = declared or list(settings.categories)
-    haystack = f"{item.headline}\n{item.summary_text}".casefold()
-    matched = frozenset(c.name for c in candidates
-                        if any(k.casefold() in haystack for k in c.keywords if k))
-    if matched:
-        return matched
-    return frozenset(c.name for c in declared) if declared else None
+@dataclass(frozen=True)
+class ExplainedStory:
+    story: Story
+    mentions: list[tuple[str, str | None, str]]  # (headline, url, digest title)
+    reasons: list[str]
 
 
-def _story_key(item: Item) -> str:
-    if item.url:
-        return "u:" + normalize_url(item.url)
-    return "h:" + normalize_headline(item.headline)
+def explain(digests: Sequence[Digest], settings: Settings) -> list[ExplainedStory]:
+    """Every story with the mentions merged into it and why (for `digests --stories`)."""
+    return _Composer(digests, settings).explained()
+
+
+class _Composer:
+    def __init__(self, digests: Sequence[Digest], settings: Settings) -> None:
+        self.settings = settings
+        self.links = [DigestLink(d.title, d.url, d.date) for d in digests]
+        self.mentions: list[tuple[Item, int]] = [
+            (item, n) for n, d in enumerate(digests) for item in (d.items or (_post_as_item(d),))]
+        rules = UrlRules.build(settings.stories.host_aliases,
+                               settings.stories.tracking or DEFAULT_TRACKING)
+        self.clustering = cluster(
+            [Mention(i.headline, web_url(i.url), n) for i, n in self.mentions], rules,
+            settings.stories.similarity)
+        router = Router(settings.categories)
+        self.routes = [router.route(i.headline, i.summary_text, i.section, digests[n].categories)
+                       for i, n in self.mentions]
+        self.rules = rules
+
+    def stories(self) -> list[tuple[Story, list[int]]]:
+        built: list[tuple[Story, list[int]]] = []
+        keys: set[str] = set()
+        standing_at = max(4, len(self.links) * 3 // 5 + 1)
+        for group in self.clustering.groups:
+            story = self.story(group, standing_at)
+            key, n = story.key, 1
+            while key in keys:  # two stories with one headline and no link of their own
+                n += 1
+                key = f"{story.key}#{n}"
+            keys.add(key)
+            built.append((replace(story, key=key), group))
+        built.sort(key=lambda sg: (sg[0].standing, -sg[0].reach[0], -sg[0].reach[1],
+                                   -sg[0].date.timestamp(), sg[0].headline))
+        return built
+
+    def story(self, group: list[int], standing_at: int) -> Story:
+        members = sorted(group, key=lambda m: (self.links[self.mentions[m][1]].date, m))
+        first = self.mentions[members[0]][0]
+        fullest = max((self.mentions[m][0] for m in members), key=lambda i: len(i.summary_md))
+        pages: dict[str, tuple[str, str]] = {}  # normalized -> (source or host, url)
+        for m in members:
+            item = self.mentions[m][0]
+            url = web_url(item.url)
+            page = normalize_url(url, self.rules) if url else None
+            if url and page and page not in self.clustering.hubs and page not in pages:
+                pages[page] = (item.source or urlsplit(url).hostname or url, url)
+        url = next(iter(pages.values()))[1] if pages else web_url(first.url)
+        sources = list(dict.fromkeys(" ".join((self.mentions[m][0].source or "").split())
+                                     for m in members))
+        coverage = sorted({self.links[self.mentions[m][1]] for m in members},
+                          key=lambda d: d.date)
+        cats = frozenset().union(*(self.routes[m] for m in members))
+        fallback = self.settings.stories.uncategorized
+        if not cats and fallback not in UNCATEGORIZED_CHOICES:
+            cats = frozenset({fallback})
+        key = "u:" + next(iter(pages)) if pages else "h:" + normalize_headline(first.headline)
+        return Story(
+            key=key, headline=" ".join(first.headline.split()), url=url,
+            sources=tuple(s for s in sources if s), summary_md=fullest.summary_md,
+            summary_text=fullest.summary_text, date=coverage[0].date,
+            coverage=tuple(coverage), categories=cats,
+            also=tuple(v for v in list(pages.values())[1:]),
+            standing=len(coverage) >= standing_at)
+
+    def edition(self, window: Window, number: int) -> Edition:
+        s = self.settings
+        fallback = s.stories.uncategorized
+        return Edition(
+            window=window, number=number, stories=tuple(st for st, _ in self.stories()),
+            digests=tuple(self.links), labels={c.name: c.label for c in s.categories},
+            order=s.category_names,
+            uncategorized=fallback if fallback in UNCATEGORIZED_CHOICES else "more",
+            max_per_section=s.stories.max_per_section)
+
+    def explained(self) -> list[ExplainedStory]:
+        reasons: dict[int, list[str]] = {}
+        for merge in self.clustering.merges:
+            reasons.setdefault(merge.a, []).append(merge.reason)
+        out = []
+        for story, group in self.stories():
+            mentions = [(self.mentions[m][0].headline, self.mentions[m][0].url,
+                         self.links[self.mentions[m][1]].title) for m in group]
+            why = [r for m in group for r in reasons.get(m, [])]
+            out.append(ExplainedStory(story, mentions, list(dict.fromkeys(why))))
+        return out
 
 
 def _post_as_item(digest: Digest) -> Item:
     """A post without recognizable items is still linked, as one story."""
     return Item(headline=digest.title, url=digest.url, source=None,
                 summary_md=digest.excerpt, summary_text=digest.excerpt)
-
-
-class _StoryBuilder:
-    """Merges the mentions of one story: earliest headline, fullest summary, all sources."""
-
-    def __init__(self, key: str, item: Item, link: DigestLink,
-                 cats: frozenset[str] | None) -> None:
-        self.key, self.first, self.fullest, self.date = key, item, item, link.date
-        self.links = [link]
-        self.sources: list[str] = []
-        self.cats = cats
-        self._add_source(item.source)
-
-    def _add_source(self, source: str | None) -> None:
-        source = " ".join((source or "").split())
-        if source and source not in self.sources:
-            self.sources.append(source)
-
-    def add(self, item: Item, link: DigestLink, cats: frozenset[str] | None) -> None:
-        if link.date < self.date:
-            self.date, self.first = link.date, item
-        if len(item.summary_md) > len(self.fullest.summary_md):
-            self.fullest = item
-        if link not in self.links:
-            self.links.append(link)
-        self._add_source(item.source)
-        self.cats = None if cats is None or self.cats is None else self.cats | cats
-
-    def build(self) -> Story:
-        return Story(key=self.key, headline=" ".join(self.first.headline.split()),
-                     url=web_url(self.first.url),
-                     sources=tuple(self.sources), summary_md=self.fullest.summary_md,
-                     summary_text=self.fullest.summary_text, date=self.date,
-                     coverage=tuple(sorted(self.links, key=lambda d: d.date)),
-                     categories=self.cats)
 
 
 def compose_window(settings: Settings, window: Window,
@@ -235,12 +271,14 @@ def edition_to_json(edition: Edition) -> str:
     return json.dumps({
         "window": [edition.window.start.isoformat(), edition.window.end.isoformat()],
         "number": edition.number, "labels": edition.labels, "order": list(edition.order),
+        "uncategorized": edition.uncategorized, "max_per_section": edition.max_per_section,
         "digests": [link(d) for d in edition.digests],
         "stories": [{**{k: getattr(s, k) for k in ("key", "headline", "url", "summary_md",
                                                      "summary_text")},
                      "sources": list(s.sources), "date": s.date.isoformat(),
                      "coverage": [link(d) for d in s.coverage],
-                     "categories": None if s.categories is None else sorted(s.categories)}
+                     "categories": sorted(s.categories), "also": [list(a) for a in s.also],
+                     "standing": s.standing}
                     for s in edition.stories],
     }, ensure_ascii=False)
 
@@ -255,9 +293,11 @@ def edition_from_json(text: str) -> Edition:
         key=s["key"], headline=s["headline"], url=s["url"], sources=tuple(s["sources"]),
         summary_md=s["summary_md"], summary_text=s["summary_text"],
         date=datetime.fromisoformat(s["date"]), coverage=tuple(link(d) for d in s["coverage"]),
-        categories=None if s["categories"] is None else frozenset(s["categories"]))
+        categories=frozenset(s["categories"] or ()),
+        also=tuple((a, b) for a, b in s.get("also", [])), standing=s.get("standing", False))
         for s in data["stories"])
     start, end = (datetime.fromisoformat(x) for x in data["window"])
     return Edition(window=Window(start, end), number=data["number"], stories=stories,
                    digests=tuple(link(d) for d in data["digests"]), labels=data["labels"],
-                   order=tuple(data["order"]))
+                   order=tuple(data["order"]), uncategorized=data.get("uncategorized", "all"),
+                   max_per_section=data.get("max_per_section", 0))

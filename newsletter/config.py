@@ -28,6 +28,18 @@ class Category:
     label: str
     aliases: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    description: str = ""  # shown on the preference page
+
+
+@dataclass(frozen=True)
+class StoriesSettings:
+    """How mentions become stories and where stories without a category go."""
+
+    uncategorized: str = "more"  # "all", "more" or a category name
+    max_per_section: int = 0  # 0: no cap
+    similarity: float = 78.0  # headline similarity (0-100) that makes one story
+    host_aliases: dict[str, str] = field(default_factory=dict)  # added to the defaults
+    tracking: tuple[str, ...] = ()  # query parameters dropped; empty: the defaults
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ class Settings:
     content_dir: Path = Path("content")
     post_url: str = "/posts/{slug}/"
     content_rules: ContentRules = field(default_factory=ContentRules)
+    stories: StoriesSettings = field(default_factory=StoriesSettings)
     categories: tuple[Category, ...] = ()
     store_path: Path = Path("subscribers/newsletter.db")
     outbox_dir: Path = Path("outbox")
@@ -198,7 +211,7 @@ class _Table:
 
 
 _SECTIONS = {"newsletter", "content", "categories", "store", "smtp", "send", "outbox", "web",
-             "templates"}
+             "templates", "stories"}
 
 
 def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
@@ -208,7 +221,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
 
     news = _Table(data.get("newsletter", {}), where, "newsletter")
     news.check_keys({"name", "from", "from_name", "reply_to", "base_url", "timezone", "language",
-                     "postal_address", "unsubscribe_mailto", "max_html_bytes"})
+                     "postal_address", "unsubscribe_mailto", "max_html_bytes", "uncategorized",
+                     "max_per_section"})
     tz_name = news.get("timezone", str, "UTC")
     try:
         tz = ZoneInfo(tz_name)
@@ -254,6 +268,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         content_dir=resolve(content, "dir", "content"),
         post_url=content.get("post_url", str, "/posts/{slug}/"),
         content_rules=_content_rules(content),
+        stories=_stories(news, _Table(data.get("stories", {}), where, "stories"),
+                         data.get("categories", [])),
         categories=_categories(data.get("categories", []), where),
         store_path=resolve(store, "path", "subscribers/newsletter.db"),
         outbox_dir=resolve(outbox, "dir", "outbox"),
@@ -261,6 +277,28 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
         send=_send(data.get("send", {}), where),
     )
+
+
+def _stories(news: _Table, table: _Table, categories: Any) -> StoriesSettings:
+    table.check_keys({"host_aliases", "tracking_params", "similarity"})
+    names = [c.get("name") for c in categories if isinstance(c, dict)] \
+        if isinstance(categories, list) else []
+    uncategorized = news.get("uncategorized", str, "more")
+    if uncategorized not in ("all", "more", *names):
+        raise news.fail("uncategorized", f"must be \"all\", \"more\" or a category name, "
+                        f"not {uncategorized!r}")
+    similarity = table.get("similarity", float, 78.0)
+    if not 50 <= similarity <= 100:
+        raise table.fail("similarity", "must be between 50 and 100 (higher merges less)")
+    aliases = table.get("host_aliases", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()):
+        raise table.fail("host_aliases", 'must map host names to host names, e.g. '
+                         '{ "m.example.com" = "example.com" }')
+    return StoriesSettings(
+        uncategorized=uncategorized,
+        max_per_section=news.positive("max_per_section", int, 0, allow_zero=True),
+        similarity=similarity, host_aliases={k.lower(): v.lower() for k, v in aliases.items()},
+        tracking=table.str_list("tracking_params"))
 
 
 def _content_rules(table: _Table) -> ContentRules:
@@ -296,7 +334,7 @@ def _categories(raw: Any, where: str) -> tuple[Category, ...]:
     result: list[Category] = []
     for i, item in enumerate(raw):
         table = _Table(item, where, f"categories[{i}]")
-        table.check_keys({"name", "label", "aliases", "keywords"})
+        table.check_keys({"name", "label", "aliases", "keywords", "description"})
         name = table.get("name", str, "")
         if not name or any(c in name for c in ",;|") or name != name.strip():
             raise table.fail("name", "required, without spaces at the ends or , ; |")
@@ -304,7 +342,8 @@ def _categories(raw: Any, where: str) -> tuple[Category, ...]:
             raise table.fail("name", f"duplicate category {name!r}")
         result.append(Category(name=name, label=table.get("label", str, name),
                                aliases=table.str_list("aliases"),
-                               keywords=table.str_list("keywords")))
+                               keywords=table.str_list("keywords"),
+                               description=table.get("description", str, "")))
     return tuple(result)
 
 

@@ -52,7 +52,7 @@ def test_dedupe_keeps_earliest_date_every_digest_and_source(settings: Settings) 
     assert story.headline == "Story (earlier)"
     assert story.date == second.date
     assert [d.title for d in story.coverage] == ["D15", "D16", "D17"]
-    assert story.sources == ("S1", "S2")
+    assert story.sources == ("S2", "S1")  # in the order they told it
     assert story.summary_md == "the longer summary"
 
 
@@ -84,15 +84,14 @@ def test_item_categories(settings: Settings) -> None:
         digest(15, [item("新模型 model", "https://a/1"), item("机器人 news", "https://a/2"),
                     item("nothing matches", "https://a/3")], categories=("models", "apps")),
         digest(16, [item("机器人 in a digest without categories", "https://a/4"),
-                    item("plain", "https://a/5")]),
+                    item("plain", "https://a/5")], categories=("robots",)),
     ], settings, WINDOW)
     cats = {s.url: s.categories for s in edition.stories}
     assert cats["https://a/1"] == {"models"}
-    # keyword of a category the digest does not declare: falls back to the digest's own
-    assert cats["https://a/2"] == {"models", "apps"}
-    assert cats["https://a/3"] == {"models", "apps"}
-    assert cats["https://a/4"] == {"robots"}  # no declared categories: keywords of all
-    assert cats["https://a/5"] is None  # belongs to every category set
+    assert cats["https://a/2"] == {"robots"}  # a keyword counts whatever the digest declares
+    assert cats["https://a/3"] == set()  # two declared categories and no keyword: no signal
+    assert cats["https://a/4"] == {"robots"}
+    assert cats["https://a/5"] == {"robots"}  # the digest's only category is a signal
 
 
 def test_variants_follow_config_order_and_skip_empty(settings: Settings) -> None:
@@ -100,10 +99,12 @@ def test_variants_follow_config_order_and_skip_empty(settings: Settings) -> None
                                    item("x", "https://a/3")], categories=("models", "robots"))],
                       settings, WINDOW)
     everything = edition.plan()
-    assert [s.key for s in everything.sections] == ["models", "robots"]
+    assert [s.key for s in everything.sections] == ["models", "robots", "more"]
     robots = edition.plan(["robots"])
-    assert {s.url for s in robots.stories} == {"https://a/1", "https://a/3"}
+    assert {s.url for s in robots.stories} == {"https://a/1"}  # "x" has no robots signal
     assert edition.plan(["apps"]).stories == []
+    every_category = edition.plan(["models", "robots", "apps"])
+    assert "https://a/3" in {s.url for s in every_category.stories}
 
 
 def test_post_without_items_becomes_a_story(settings: Settings) -> None:

@@ -1,0 +1,154 @@
+"""Which mentions are one story: link identity, hubs and near-duplicate headlines.
+
+Two mentions are one story when their links name the same page and that page is not a
+*hub* (a site's front page, or a page one digest gives several different headlines: an
+aggregator or a placeholder), or when their headlines are near-duplicates (the same event
+told by another source under another link). Headlines are compared as sequences of
+tokens where a CJK character is a token and a Latin word is one, so Chinese and English
+are measured alike. Every merge keeps its reason, for `digests --stories`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from newsletter.urls import DEFAULT_RULES, UrlRules, is_site_root, normalize_url
+
+SAME_STORY = 82  # headline similarity (0-100) that makes two mentions one story
+SAME_PAGE_DIFFERENT_STORY = 45  # below this, two headlines on one page contradict it
+SAME_HUB_STORY = 60  # two headlines on one hub page, from different digests
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.'’-][a-z0-9]+)*|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+@dataclass(frozen=True)
+class Mention:
+    headline: str
+    url: str | None
+    digest: int  # which digest of the window told it
+
+
+@dataclass(frozen=True)
+class Merge:
+    a: int
+    b: int
+    reason: str  # "same page <url>" or "headlines <score>"
+
+
+@dataclass(frozen=True)
+class Clustering:
+    groups: list[list[int]]  # mention indices, each group one story, in first-mention order
+    merges: list[Merge]
+    hubs: set[str]  # normalized links that name no single story
+
+
+def headline_tokens(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_TOKEN.findall(folded))
+
+
+def similarity(a: str, b: str) -> float:
+    """0–100: how alike two headlines are, order-aware, CJK and Latin alike."""
+    ta, tb = headline_tokens(a), headline_tokens(b)
+    return _score(ta, tb)
+
+
+def _score(ta: str, tb: str) -> float:
+    if not ta or not tb:
+        return 0.0
+    return max(fuzz.ratio(ta, tb), fuzz.token_sort_ratio(ta, tb))
+
+
+def cluster(mentions: Sequence[Mention], rules: UrlRules = DEFAULT_RULES,
+            threshold: float = SAME_STORY) -> Clustering:
+    n = len(mentions)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    merges: list[Merge] = []
+
+    def union(a: int, b: int, reason: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+            merges.append(Merge(a, b, reason))
+
+    tokens = [headline_tokens(m.headline) for m in mentions]
+    pages: dict[str, list[int]] = defaultdict(list)
+    for i, m in enumerate(mentions):
+        if m.url:
+            pages[normalize_url(m.url, rules)].append(i)
+    hubs = {page for page, members in pages.items() if _is_hub(page, members, mentions, tokens)}
+    for page, members in pages.items():
+        if page not in hubs:
+            for other in members[1:]:
+                union(members[0], other, f"same page {page}")
+            continue
+        for k, a in enumerate(members):  # on a hub, a shared link still supports a merge
+            for b in members[k + 1:]:
+                score = _score(tokens[a], tokens[b])
+                if mentions[a].digest != mentions[b].digest and score >= SAME_HUB_STORY:
+                    union(a, b, f"same hub page and headlines {score:.0f}")
+    same_words: dict[str, int] = {}
+    for i, t in enumerate(tokens):  # the same words, however short: the same story
+        if t and same_words.setdefault(t, i) != i:
+            union(same_words[t], i, "same headline")
+    _merge_near_duplicates(tokens, threshold, union)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        groups[find(i)].append(i)
+    return Clustering(sorted(groups.values()), merges, hubs)
+
+
+def _is_hub(page: str, members: list[int], mentions: Sequence[Mention], tokens: list[str]
+            ) -> bool:
+    """A front page, or a page given dissimilar headlines inside one digest."""
+    if is_site_root("https://" + page):
+        return True
+    by_digest: dict[int, list[int]] = defaultdict(list)
+    for i in members:
+        by_digest[mentions[i].digest].append(i)
+    for same_digest in by_digest.values():
+        for k, a in enumerate(same_digest):
+            for b in same_digest[k + 1:]:
+                if _score(tokens[a], tokens[b]) < SAME_PAGE_DIFFERENT_STORY:
+                    return True
+    return False
+
+
+def _numbers(tokens: str) -> frozenset[str]:
+    return frozenset(t for t in tokens.split() if any(c.isdigit() for c in t))
+
+
+def _merge_near_duplicates(tokens: list[str], threshold: float, union: object) -> None:
+    """Union every pair of headlines (three tokens or more) at or above `threshold`."""
+    assert callable(union)
+    indexed = [(i, t) for i, t in enumerate(tokens) if len(t.split()) >= 3]
+    texts = [t for _, t in indexed]
+    for a, text in enumerate(texts):
+        later = texts[a + 1:]
+        best: dict[int, float] = {}
+        for scorer in (fuzz.ratio, fuzz.token_sort_ratio):
+            for _, score, b in process.extract(text, later, scorer=scorer,
+                                               score_cutoff=threshold, limit=None):
+                best[b] = max(best.get(b, 0.0), score)
+        numbers = _numbers(text)
+        padded = f" {text} "
+        for b, other in enumerate(later):  # "Gemini 3 Deep Think" in a longer headline
+            if f" {other} " in padded or padded in f" {other} ":
+                best.setdefault(b, 100.0)
+        for b, score in best.items():
+            theirs = _numbers(later[b])
+            if numbers and theirs and numbers != theirs:
+                continue  # "GPT-5" is not "GPT-4", "$2B" is not "$3B"
+            union(indexed[a][0], indexed[a + 1 + b][0], f"headlines {score:.0f}")
