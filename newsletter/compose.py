@@ -12,10 +12,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from newsletter.config import Settings
 from newsletter.content import Digest, LoadResult, load_digests
+from newsletter.intro import find_intro
 from newsletter.items import Item, web_url
 from newsletter.window import Window
 
@@ -119,6 +121,7 @@ class Edition:
     digests: tuple[DigestLink, ...]
     labels: dict[str, str] = field(default_factory=dict)  # category name -> label
     order: tuple[str, ...] = ()  # configured category order
+    intro: str = ""  # the editor's note (Markdown), shown above the stories
 
     def plan(self, categories: Iterable[str] = ()) -> VariantPlan:
         """Top stories first, then one section per chosen category; each story once."""
@@ -142,7 +145,7 @@ class Edition:
 
 
 def compose(digests: Sequence[Digest], settings: Settings, window: Window,
-            number: int = 1) -> Edition:
+            number: int = 1, intro: str = "") -> Edition:
     builders: dict[str, _StoryBuilder] = {}
     links = [DigestLink(d.title, d.url, d.date) for d in digests]
     for digest, link in zip(digests, links, strict=True):
@@ -158,7 +161,8 @@ def compose(digests: Sequence[Digest], settings: Settings, window: Window,
     return Edition(
         window=window, number=number, stories=tuple(stories),
         digests=tuple(links),
-        labels={c.name: c.label for c in settings.categories}, order=settings.category_names)
+        labels={c.name: c.label for c in settings.categories}, order=settings.category_names,
+        intro=intro)
 
 
 def item_categories(item: Item, digest: Digest, settings: Settings) -> frozenset[str] | None:
@@ -220,11 +224,13 @@ class _StoryBuilder:
                      categories=self.cats)
 
 
-def compose_window(settings: Settings, window: Window,
-                   number: int = 1) -> tuple[Edition, LoadResult]:
-    """Load the window's digests and compose them; problems are returned, not raised."""
+def compose_window(settings: Settings, window: Window, number: int = 1,
+                   intro_file: Path | None = None) -> tuple[Edition, LoadResult]:
+    """Load the window's digests and compose them; problems are returned, not raised.
+    The editor's note comes from `intro_file` or from `editions/` next to the content."""
     result = load_digests(settings, window)
-    return compose(result.digests, settings, window, number), result
+    intro = find_intro(settings, window, intro_file)
+    return compose(result.digests, settings, window, number, intro), result
 
 
 def edition_to_json(edition: Edition) -> str:
@@ -235,6 +241,7 @@ def edition_to_json(edition: Edition) -> str:
     return json.dumps({
         "window": [edition.window.start.isoformat(), edition.window.end.isoformat()],
         "number": edition.number, "labels": edition.labels, "order": list(edition.order),
+        "intro": edition.intro,
         "digests": [link(d) for d in edition.digests],
         "stories": [{**{k: getattr(s, k) for k in ("key", "headline", "url", "summary_md",
                                                      "summary_text")},
@@ -260,4 +267,4 @@ def edition_from_json(text: str) -> Edition:
     start, end = (datetime.fromisoformat(x) for x in data["window"])
     return Edition(window=Window(start, end), number=data["number"], stories=stories,
                    digests=tuple(link(d) for d in data["digests"]), labels=data["labels"],
-                   order=tuple(data["order"]))
+                   order=tuple(data["order"]), intro=data.get("intro", ""))

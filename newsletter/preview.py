@@ -44,14 +44,15 @@ def _variant_sets(store: Store, settings: Settings, categories: str | None,
 
 
 def write_preview(settings: Settings, window: Window, out_dir: Path, *,
-                  categories: str | None = None, subscriber: str | None = None) -> PreviewReport:
+                  categories: str | None = None, subscriber: str | None = None,
+                  intro_file: Path | None = None) -> PreviewReport:
     if categories is not None and not settings.store_path.exists():
         sets, recipient, number = [parse_categories(categories, settings)], SAMPLE, 1
     else:
         with Store(settings.store_path) as store:
             sets, recipient = _variant_sets(store, settings, categories, subscriber)
             number = store.edition_number(window)
-    edition, loaded = compose_window(settings, window, number)
+    edition, loaded = compose_window(settings, window, number, intro_file)
     report = PreviewReport(out_dir, edition, problems=loaded.problems)
     renderer = Renderer(settings)
     tokens = Tokens(secret_key(development=True))

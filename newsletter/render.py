@@ -22,6 +22,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from newsletter import dates
 from newsletter.compose import Edition, Story, VariantPlan
 from newsletter.config import Settings
 from newsletter.starter import packaged_templates
@@ -90,7 +91,9 @@ class RenderedVariant:
         values = {slots.greeting: greeting, slots.preferences_url: preferences_url,
                   slots.unsubscribe_url: unsubscribe_url}
         html_values = {k: str(escape(v)) for k, v in values.items()}
-        return _fill(self.html, html_values), _fill(self.text, values)
+        # the greeting has its own line in the text part: wrap it once the name is in
+        text_values = {**values, slots.greeting: "\n".join(wrap_line(greeting))}
+        return _fill(self.html, html_values), _fill(self.text, text_values)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -107,6 +110,9 @@ class Renderer:
                                autoescape=select_autoescape(["html.j2", "html"]),
                                keep_trailing_newline=False)
         self.env.filters["markdown"] = markdown_html
+        lang = settings.language
+        self.env.filters["day"] = lambda value: dates.day(value, lang)
+        self.env.filters["span"] = lambda start, end: dates.span(start, end, lang)
         self._greeting = self.env.get_template("greeting.txt.j2")
         self._around_name: tuple[str, str] | None = None
 
@@ -127,16 +133,24 @@ class Renderer:
     def _render_greeting(self, name: str) -> str:
         return " ".join(self._greeting.render(name=name, lang=self.settings.language).split())
 
-    def _context(self, edition: Edition, plan: VariantPlan, slots: Slots) -> dict[str, Any]:
+    def _context(self, edition: Edition, plan: VariantPlan, slots: Slots,
+                 web: bool = False) -> dict[str, Any]:
         s = self.settings
         start = edition.window.start.astimezone(s.timezone).date()
         ids = {story.key: n for n, story in enumerate(plan.stories)}
+        words = self.env.get_template("strings.j2").make_module({"lang": s.language}).t  # type: ignore[attr-defined]
+        titles = {"top": words["top"], "more": words["more_section"]}
+        archive = archive_url(s, edition.number)
         return {
+            "web": web, "intro": edition.intro, "toc_mark": _toc_mark(slots),
+            "archive_url": archive, "web_url": f"{archive}{plan.key}/",
+            "subscribe_url": f"{s.public_url}/subscribe",
             "name": s.name, "lang": s.language, "tz": s.timezone, "number": edition.number,
             "start": start, "end": edition.window.last_day, "site_url": s.base_url,
             "postal_address": s.postal_address, "slot": slots,
             "categories": [edition.labels.get(c, c) for c in sorted(plan.categories)],
-            "sections": [_SectionView(sec.key, sec.label, [(ids[st.key], st) for st in sec.stories])
+            "sections": [_SectionView(sec.key, sec.label, titles.get(sec.key, sec.label),
+                                      [(ids[st.key], st) for st in sec.stories])
                          for sec in plan.sections],
             "digests": edition.digests, "dropped": plan.dropped,
             "story_count": len(plan.stories),
@@ -147,19 +161,23 @@ class Renderer:
             self._context(edition, plan, Slots("")), stories=len(plan.stories))
         return " ".join(text.split())  # one line, whatever the template does
 
-    def render(self, edition: Edition, plan: VariantPlan) -> RenderedVariant:
+    def render(self, edition: Edition, plan: VariantPlan, *, web: bool = False
+               ) -> RenderedVariant:
+        """The variant's email; `web` renders the archive page: no budget, no personal links."""
         slots = Slots(secrets.token_hex(8))
         subject = self.subject(edition, plan)
-        context = self._context(edition, plan, slots)
+        context = self._context(edition, plan, slots, web)
         html = inline_css(self.env.get_template("email.html.j2").render(
             context, subject=subject, preheader=self._preheader(plan)))
-        html, kept = _fit(html, plan, slots, self.settings.max_html_bytes, self._filled_size)
+        budget = 1 << 40 if web else self.settings.max_html_bytes
+        html, kept = _fit(html, plan, slots, budget, self._filled_size)
+        html = _fill_toc(html, plan, kept, _toc_mark(slots))
         plan = plan.keep(kept)
         html = html.replace(slots.more, str(plan.dropped))
         if not plan.dropped:
             html = _remove_block(html, "more")
         text = self.env.get_template("email.txt.j2").render(
-            self._context(edition, plan, slots))
+            self._context(edition, plan, slots, web))
         return RenderedVariant(key=plan.key, categories=plan.categories, subject=subject,
                                html=html, text=wrap_text(text), nonce=slots.nonce,
                                stories=len(plan.stories), dropped=plan.dropped)
@@ -175,11 +193,31 @@ class Renderer:
         return len(_fill(html, values).encode("utf-8"))
 
 
+def archive_url(settings: Settings, number: int) -> str:
+    """The public page of edition `number` (its variants and digests)."""
+    return f"{settings.public_url}/editions/{number}/"
+
+
 @dataclass(frozen=True)
 class _SectionView:
     key: str
     label: str
+    title: str  # what the reader sees: the label, or "Top stories" / "More"
     stories: list[tuple[int, Story]]
+
+
+def _toc_mark(slots: Slots) -> str:
+    return f"nltoc{slots.nonce}n"
+
+
+def _fill_toc(html: str, plan: VariantPlan, kept: set[str], mark: str) -> str:
+    """Story counts in the table of contents, once the budget has chosen the stories;
+    a section the budget emptied leaves the contents too."""
+    for n, section in enumerate(plan.sections, start=1):
+        count = sum(story.key in kept for story in section.stories)
+        html = (html.replace(f"{mark}{n}z", str(count)) if count
+                else _remove_block(html, f"toc:{n}"))
+    return html
 
 
 def _fit(html: str, plan: VariantPlan, slots: Slots, budget: int,
