@@ -389,5 +389,19 @@ def serve_command(obj: _Context, host: str, port: int, dev: bool) -> None:
     serve(obj.settings, secret, host=host, port=port)
 
 
+@cli.command("archive")
+@click.option("--out", "out_dir", default="public", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write editions/ into (e.g. your site's static folder).")
+@pass_ctx
+def archive_command(obj: _Context, out_dir: Path) -> None:
+    """Write the web archive of sent editions (pages and an Atom feed) as static files."""
+    from newsletter.archive import write_archive
+
+    count = write_archive(obj.settings, out_dir)
+    click.echo(f"wrote {count} editions to {out_dir / 'editions'}/ (feed: "
+               f"{out_dir / 'editions' / 'feed.xml'})")
+
+
 def main() -> None:
     cli(prog_name="newsletter")

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from newsletter.archive import archive_routes
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.message import ascii_address
@@ -379,6 +380,7 @@ def create_app(settings: Settings, secret: str) -> ASGIApp:
         Route("/subscribe", guard(center.subscribe), methods=both),
         Route("/confirm/{token}", guard(center.confirm), methods=both),
         Route("/", lambda request: center.signup_page(), methods=["GET"]),
+        *archive_routes(settings),  # /editions/...: public pages, no tokens
     ]
 
     async def server_error(request: Request, exc: Exception) -> Response:
