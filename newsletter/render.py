@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import nh3
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
+from wcwidth import wcswidth, wcwidth
 
 from newsletter import dates
 from newsletter.compose import Edition, Story, VariantPlan
@@ -260,32 +260,40 @@ def _remove_block(html: str, name: str) -> str:
 # ---------------------------------------------------------------- plain text wrapping
 
 def display_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    """Terminal columns (wcwidth): CJK counts 2, combining marks 0, an emoji sequence 2."""
+    width = wcswidth(text)
+    return width if width >= 0 else sum(max(wcwidth(ch), 0) for ch in text)
 
 
-_UNITS = re.compile(r"https?://\S+|[^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff"
-                    r"\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]+|\s+|.", re.DOTALL)
+# CJK scripts and full-width forms: they break anywhere, and a URL ends where they begin
+_CJK = (r"\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f"
+        r"\uff00-\uff60\uffe0-\uffe6")
+_UNITS = re.compile(rf"https?://[^\s{_CJK}]+|[^\s{_CJK}]+|\s+|.", re.DOTALL)
+_URL_THEN_CJK = re.compile(rf"(https?://[^\s{_CJK}]+)(?=[{_CJK}])")
 _NO_LINE_START = set("，。、；：！？）》」』】,.;:!?)]}%")
 
 
 def wrap_line(line: str, width: int = TEXT_WIDTH) -> list[str]:
-    """Wrap one line at `width` display columns; CJK may break anywhere, URLs never."""
+    """Wrap one line at `width` display columns; CJK may break anywhere, URLs never, and a
+    line never starts with closing punctuation (the token before it moves along)."""
+    line = _URL_THEN_CJK.sub(r"\1 ", line)  # so mail clients end the link there too
     if display_width(line) <= width:
         return [line]
-    indent = re.match(r"\s*(?:[-*] )?", line).group(0)  # type: ignore[union-attr]
+    indent = re.match(r"\s*(?:[-*] |\d+\. )?", line).group(0)  # type: ignore[union-attr]
     hang = " " * len(indent)
     out: list[str] = []
-    current, used = indent, display_width(indent)
+    current, used, last = indent, display_width(indent), ""
     for unit in _UNITS.findall(line[len(indent):]):
         w = display_width(unit)
         if unit.isspace():
             if used + w <= width:
                 current, used = current + unit, used + w
+            last = ""
             continue
         if used + w > width and current.strip():
             carry = ""
-            if unit[0] in _NO_LINE_START and len(current) > len(hang) + 1:
-                carry, current = current[-1], current[:-1]  # no line starts with '，'
+            if unit[0] in _NO_LINE_START and last and len(current) - len(last) > len(hang):
+                carry, current = last, current[:-len(last)]  # "GPT-5，" stays whole
             out.append(current.rstrip())
             current, used = hang + carry, len(hang) + display_width(carry)
         while not unit.startswith("http") and used + display_width(unit) > width \
@@ -293,18 +301,16 @@ def wrap_line(line: str, width: int = TEXT_WIDTH) -> list[str]:
             cut = _cut(unit, width - used)
             out.append(current + unit[:cut])
             unit, current, used = unit[cut:], hang, len(hang)
-        current, used = current + unit, used + display_width(unit)
+        current, used, last = current + unit, used + display_width(unit), unit
     if current.strip():
         out.append(current.rstrip())
     return out
 
 
 def _cut(word: str, room: int) -> int:
-    used = 0
-    for i, ch in enumerate(word):
-        used += display_width(ch)
-        if used > room:
-            return max(i, 1)
+    for i in range(1, len(word) + 1):
+        if display_width(word[:i]) > room:
+            return max(i - 1, 1)
     return len(word)
 
 

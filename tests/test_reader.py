@@ -109,3 +109,35 @@ def test_one_date_style_per_language() -> None:
     assert span(date(2025, 11, 28), date(2025, 12, 4), "en") == "Nov 28–Dec 4, 2025"
     assert day(date(2025, 12, 18), "zh") == "12月18日" and day(date(2025, 12, 18), "en") == \
         "Dec 18"
+
+
+def test_text_wrapping_measures_with_wcwidth_and_keeps_tokens() -> None:
+    from newsletter.render import display_width, wrap_line
+
+    assert display_width("e\u0301") == 1  # a combining mark takes no column
+    assert display_width("👩\u200d💻") == 2  # one emoji sequence
+    # a URL ends where Chinese text begins: the text after it wraps normally
+    url = "https://example.com/a/b"
+    line = f"见 {url}中文说明" + "很长的句子" * 20
+    wrapped = wrap_line(line)
+    assert wrapped[0].split()[1] == url and wrapped[0].split()[2].startswith("中文说明")
+    assert all(display_width(w) <= 78 for w in wrapped)
+    # closing punctuation never starts a line, and never splits "GPT-5，" into "GPT-" / "5，"
+    for pad in range(60, 80):
+        text = "x" * pad + " GPT-5，很好。"
+        lines = wrap_line(text)
+        assert not any(w.lstrip()[:1] in "，。" for w in lines[1:]), lines
+        assert "GPT-5，" in "\n".join(lines) and not any(w.endswith("GPT-") for w in lines)
+
+
+def test_greeting_is_wrapped_after_the_name_is_filled_in() -> None:
+    settings = load_settings(EXAMPLES / "newsletter.toml")
+    window = resolve_window(tz=settings.timezone, week="2025-W51")
+    edition = compose(load_digests(settings, window).digests, settings, window, 12)
+    renderer = Renderer(settings)
+    variant = renderer.render(edition, edition.plan())
+    _, text = variant.personalize(renderer, name="很长的名字" * 12, preferences_url="p",
+                                  unsubscribe_url="u")
+    from newsletter.render import display_width
+    assert all(display_width(line) <= 78 for line in text.splitlines()
+               if "://" not in line), text[:600]
