@@ -261,8 +261,8 @@ def _remove_block(html: str, name: str) -> str:
 
 def display_width(text: str) -> int:
     """Terminal columns (wcwidth): CJK counts 2, combining marks 0, an emoji sequence 2."""
-    width = wcswidth(text)
-    return width if width >= 0 else sum(max(wcwidth(ch), 0) for ch in text)
+    width: int = wcswidth(text)
+    return width if width >= 0 else sum(max(int(wcwidth(ch)), 0) for ch in text)
 
 
 # CJK scripts and full-width forms: they break anywhere, and a URL ends where they begin
