@@ -2,20 +2,28 @@
 
 Prints time per variant, time per personalized message, premailer calls per edition (must
 equal the number of variants), and, as a reference run in the same process, the cost of
-rendering and inlining per message (what a mailmerge-style sender does).
+rendering and inlining per message (what a mailmerge-style sender does). Then the byte
+savings: how many stories fit under the size budget with the template before them
+(`bench/reference_templates/`: the font stack inlined on every cell, every digest listed
+when stories are dropped) and with today's (inherited styles set once on the card, one
+line linking to the digests), on the same edition, alternating A B A B.
 
     python bench/render.py
+    python bench/render.py --content DIR --week 2026-W08   # also a real week's folder
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import statistics
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from newsletter.compose import compose
-from newsletter.config import load_settings
-from newsletter.content import Digest
+from newsletter.compose import Edition, compose
+from newsletter.config import Settings, load_settings
+from newsletter.content import Digest, load_digests
 from newsletter.items import Item
 from newsletter.message import MessageFactory, Recipient
 from newsletter.render import Renderer, inline_calls
@@ -23,6 +31,7 @@ from newsletter.tokens import Tokens
 from newsletter.window import resolve_window
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REFERENCE_TEMPLATES = Path(__file__).resolve().parent / "reference_templates"
 CATEGORY_WORDS = {"models": "模型", "products": "发布", "robotics": "机器人", "opinion": "认为"}
 
 
@@ -87,7 +96,52 @@ def main() -> None:
           f"(ratio {per_reference / per_message:.0f}x slower)")
     print(f"premailer calls per edition: {calls} for {len(variants)} variants "
           f"({'OK' if calls == len(variants) else 'MISMATCH'})")
+    budget_comparison(settings, edition, sets)
+
+
+def budget_comparison(settings: Settings, edition: Edition,
+                      sets: list[tuple[str, ...]], rounds: int = 3) -> None:
+    """Stories under the budget, before/after the byte savings, per variant."""
+    before = Renderer(dataclasses.replace(settings, templates_dir=REFERENCE_TEMPLATES))
+    after = Renderer(settings)
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    kept: dict[str, dict[str, int]] = {"before": {}, "after": {}}
+    for _ in range(rounds):
+        for label, renderer in (("before", before), ("after", after)):  # A B A B
+            for cats in sets:
+                started = time.perf_counter()
+                v = renderer.render(edition, edition.plan(cats))
+                times[label].append(time.perf_counter() - started)
+                kept[label][v.key] = v.stories
+    print(f"\nstories under the {settings.max_html_bytes:,}-byte budget, before -> after "
+          "the byte savings:")
+    for key, was in kept["before"].items():
+        now = kept["after"][key]
+        print(f"  variant {key:16} {was:4} -> {now:4} stories  (+{now - was}, "
+              f"x{now / was:.2f})")
+    for label in ("before", "after"):
+        t = times[label]
+        print(f"  render time {label:6}: median {statistics.median(t) * 1000:.0f} ms "
+              f"(range {min(t) * 1000:.0f}-{max(t) * 1000:.0f} ms)")
+
+
+def real_week(content: Path, week: str) -> None:
+    """The before/after comparison on a real content folder (read in place, not copied)."""
+    settings = dataclasses.replace(load_settings(EXAMPLES / "newsletter.toml"),
+                                   content_dir=content.resolve())
+    window = resolve_window(tz=settings.timezone, week=week)
+    loaded = load_digests(settings, window)
+    edition = compose(loaded.digests, settings, window, number=1)
+    print(f"\n{content} {week}: {len(loaded.digests)} digests, {len(edition.stories)} stories")
+    budget_comparison(settings, edition, [(), ("models",), ("products",), ("models", "opinion")])
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--content", type=Path, help="a real content folder to compare on")
+    parser.add_argument("--week", default="2026-W08")
+    args = parser.parse_args()
+    if args.content:
+        real_week(args.content, args.week)
+    else:
+        main()

@@ -168,10 +168,13 @@ def init(directory: Path) -> None:
 @click.option("--serve", is_flag=True, help="Serve the preview on 127.0.0.1, re-rendering "
               "when a template or digest changes.")
 @click.option("--port", default=8025, show_default=True, help="Port for --serve.")
+@click.option("--intro", "intro_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Editor's note (Markdown) shown above the stories; default: "
+              "editions/YYYY-Www.md next to the content folder.")
 @pass_ctx
 def preview(obj: _Context, since: str | None, until: str | None, week: str | None,
             days: int | None, categories: str | None, subscriber: str | None, out_dir: Path,
-            serve: bool, port: int) -> None:
+            serve: bool, port: int, intro_file: Path | None) -> None:
     """Write each variant as .html, .txt and .eml, with an index.html to compare them."""
     from newsletter.preview import PreviewReport, serve_preview, write_preview
 
@@ -182,7 +185,7 @@ def preview(obj: _Context, since: str | None, until: str | None, week: str | Non
 
     def build() -> PreviewReport:
         return write_preview(settings, window, out_dir, categories=categories,
-                             subscriber=subscriber)
+                             subscriber=subscriber, intro_file=intro_file)
 
     def show(report: PreviewReport) -> None:
         for problem in report.problems:
@@ -332,10 +335,14 @@ def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="SMTP connections.")
 @click.option("--rate", type=click.FloatRange(min=0), help="Messages per second (0: no limit).")
+@click.option("--intro", "intro_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Editor's note (Markdown) shown above the stories; default: "
+              "editions/YYYY-Www.md next to the content folder.")
 @pass_ctx
 def send(obj: _Context, since: str | None, until: str | None, week: str | None,
          days: int | None, dry_run: bool, yes: bool, to: str | None, categories: str | None,
-         limit: int | None, concurrency: int | None, rate: float | None) -> None:
+         limit: int | None, concurrency: int | None, rate: float | None,
+         intro_file: Path | None) -> None:
     """Compose the window's edition and deliver it to every active subscriber."""
     from newsletter import send_job as sending
 
@@ -344,9 +351,10 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
     if categories is not None and to is None:
         raise click.UsageError("--categories goes with --to")
     if to is not None:
-        click.echo(sending.test_copy(settings, window, to, categories))
+        click.echo(sending.test_copy(settings, window, to, categories, intro_file))
         return
-    job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate)
+    job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate,
+                          intro_file=intro_file)
     with job:
         click.echo(job.describe())
         if dry_run:
@@ -405,6 +413,20 @@ def serve_command(obj: _Context, host: str, port: int, dev: bool) -> None:
     click.echo(f"Preference center on http://{host}:{port}/ (links in emails use "
                f"{obj.settings.public_url})")
     serve(obj.settings, secret, host=host, port=port)
+
+
+@cli.command("archive")
+@click.option("--out", "out_dir", default="public", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write editions/ into (e.g. your site's static folder).")
+@pass_ctx
+def archive_command(obj: _Context, out_dir: Path) -> None:
+    """Write the web archive of sent editions (pages and an Atom feed) as static files."""
+    from newsletter.archive import write_archive
+
+    count = write_archive(obj.settings, out_dir)
+    click.echo(f"wrote {count} editions to {out_dir / 'editions'}/ (feed: "
+               f"{out_dir / 'editions' / 'feed.xml'})")
 
 
 def main() -> None:

@@ -15,10 +15,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from newsletter.config import Settings
 from newsletter.content import Digest, LoadResult, load_digests
+from newsletter.intro import find_intro
 from newsletter.items import Item, web_url
 from newsletter.routing import Router
 from newsletter.stories import Mention, cluster
@@ -113,6 +115,7 @@ class Edition:
     order: tuple[str, ...] = ()  # configured category order
     uncategorized: str = "more"  # "all", "more" or a category name
     max_per_section: int = 0  # 0: no cap
+    intro: str = ""  # the editor's note (Markdown), shown above the stories
 
     def sees_uncategorized(self, chosen: frozenset[str]) -> bool:
         """Stories without a category signal go to every reader ("all"), or only to readers
@@ -148,10 +151,10 @@ class Edition:
 
 
 def compose(digests: Sequence[Digest], settings: Settings, window: Window,
-            number: int = 1) -> Edition:
+            number: int = 1, intro: str = "") -> Edition:
     """The window's digests as ranked stories: mentions clustered into stories, routed to
     categories, standing items recognized."""
-    return _Composer(digests, settings).edition(window, number)
+    return _Composer(digests, settings).edition(window, number, intro)
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ class _Composer:
             also=tuple(v for v in list(pages.values())[1:]),
             standing=len(coverage) >= standing_at)
 
-    def edition(self, window: Window, number: int) -> Edition:
+    def edition(self, window: Window, number: int, intro: str = "") -> Edition:
         s = self.settings
         fallback = s.stories.uncategorized
         return Edition(
@@ -235,7 +238,7 @@ class _Composer:
             digests=tuple(self.links), labels={c.name: c.label for c in s.categories},
             order=s.category_names,
             uncategorized=fallback if fallback in UNCATEGORIZED_CHOICES else "more",
-            max_per_section=s.stories.max_per_section)
+            max_per_section=s.stories.max_per_section, intro=intro)
 
     def explained(self) -> list[ExplainedStory]:
         reasons: dict[int, list[str]] = {}
@@ -256,11 +259,13 @@ def _post_as_item(digest: Digest) -> Item:
                 summary_md=digest.excerpt, summary_text=digest.excerpt)
 
 
-def compose_window(settings: Settings, window: Window,
-                   number: int = 1) -> tuple[Edition, LoadResult]:
-    """Load the window's digests and compose them; problems are returned, not raised."""
+def compose_window(settings: Settings, window: Window, number: int = 1,
+                   intro_file: Path | None = None) -> tuple[Edition, LoadResult]:
+    """Load the window's digests and compose them; problems are returned, not raised.
+    The editor's note comes from `intro_file` or from `editions/` next to the content."""
     result = load_digests(settings, window)
-    return compose(result.digests, settings, window, number), result
+    intro = find_intro(settings, window, intro_file)
+    return compose(result.digests, settings, window, number, intro), result
 
 
 def edition_to_json(edition: Edition) -> str:
@@ -272,6 +277,7 @@ def edition_to_json(edition: Edition) -> str:
         "window": [edition.window.start.isoformat(), edition.window.end.isoformat()],
         "number": edition.number, "labels": edition.labels, "order": list(edition.order),
         "uncategorized": edition.uncategorized, "max_per_section": edition.max_per_section,
+        "intro": edition.intro,
         "digests": [link(d) for d in edition.digests],
         "stories": [{**{k: getattr(s, k) for k in ("key", "headline", "url", "summary_md",
                                                      "summary_text")},
@@ -300,4 +306,4 @@ def edition_from_json(text: str) -> Edition:
     return Edition(window=Window(start, end), number=data["number"], stories=stories,
                    digests=tuple(link(d) for d in data["digests"]), labels=data["labels"],
                    order=tuple(data["order"]), uncategorized=data.get("uncategorized", "all"),
-                   max_per_section=data.get("max_per_section", 0))
+                   max_per_section=data.get("max_per_section", 0), intro=data.get("intro", ""))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from newsletter import dates
 from newsletter.compose import Edition, compose_window
 from newsletter.config import Settings, secret_key
 from newsletter.content import Problem
@@ -21,6 +22,13 @@ from newsletter.tokens import Tokens
 from newsletter.window import Window
 
 SAMPLE = Recipient(email="reader@example.com", name="")  # whom a preview is personalized for
+DEMO_PAGE = "demo-link.html"
+_PAGE_STYLE = ("body{margin:0;padding:16px;font:16px/1.5 sans-serif;background:#f2f3f5;"
+               "color:#222}a{color:#1a5fb4}h1{font-size:22px}h2{font-size:18px}"
+               ".views{display:flex;flex-wrap:wrap;gap:12px}iframe{height:720px;"
+               "border:1px solid #767d87;background:#fff;max-width:100%;flex:none}"
+               "@media (prefers-color-scheme:dark){body{background:#111418;color:#e4e6ea}"
+               "a{color:#8ab4f8}}")
 
 
 @dataclass
@@ -44,14 +52,15 @@ def _variant_sets(store: Store, settings: Settings, categories: str | None,
 
 
 def write_preview(settings: Settings, window: Window, out_dir: Path, *,
-                  categories: str | None = None, subscriber: str | None = None) -> PreviewReport:
+                  categories: str | None = None, subscriber: str | None = None,
+                  intro_file: Path | None = None) -> PreviewReport:
     if categories is not None and not settings.store_path.exists():
         sets, recipient, number = [parse_categories(categories, settings)], SAMPLE, 1
     else:
         with Store(settings.store_path) as store:
             sets, recipient = _variant_sets(store, settings, categories, subscriber)
             number = store.edition_number(window)
-    edition, loaded = compose_window(settings, window, number)
+    edition, loaded = compose_window(settings, window, number, intro_file)
     report = PreviewReport(out_dir, edition, problems=loaded.problems)
     renderer = Renderer(settings)
     tokens = Tokens(secret_key(development=True))
@@ -64,6 +73,8 @@ def write_preview(settings: Settings, window: Window, out_dir: Path, *,
         variant = renderer.render(edition, plan)
         factory = MessageFactory(settings, variant, renderer, tokens)
         preferences_url, unsubscribe_url = factory.links(recipient)
+        if subscriber is None:  # a sample reader: links lead to a harmless demo page
+            preferences_url = unsubscribe_url = DEMO_PAGE
         page, text = variant.personalize(renderer, name=recipient.name,
                                          preferences_url=preferences_url,
                                          unsubscribe_url=unsubscribe_url)
@@ -72,17 +83,29 @@ def write_preview(settings: Settings, window: Window, out_dir: Path, *,
         (out_dir / f"{variant.key}.eml").write_bytes(factory.build(recipient))
         report.variants.append(variant)
     (out_dir / "index.html").write_text(_index(report, settings), encoding="utf-8")
+    (out_dir / DEMO_PAGE).write_text(_demo(settings), encoding="utf-8")
     return report
 
 
+def _head(settings: Settings, title: str) -> str:
+    return (f"<!DOCTYPE html><html lang='{html.escape(settings.language)}'><head>"
+            "<meta charset='utf-8'><meta name='viewport' content='width=device-width, "
+            f"initial-scale=1'><meta name='color-scheme' content='light dark'>"
+            f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style>")
+
+
 def _index(report: PreviewReport, settings: Settings) -> str:
+    edition = report.edition
+    window = dates.span(edition.window.start.astimezone(settings.timezone).date(),
+                        edition.window.last_day, settings.language)
     rows = []
     for v in report.variants:
         size = (report.out_dir / f"{v.key}.html").stat().st_size
         key = html.escape(v.key)
+        left = f" ({v.dropped} left for the web version)" if v.dropped else ""
         rows.append(
             f"<section><h2>{key} · {html.escape(v.subject)}</h2>"
-            f"<p>{v.stories} stories{f' ({v.dropped} left for the site)' if v.dropped else ''}"
+            f"<p>{v.stories} stories{left}"
             f" · HTML {size:,} bytes (budget {settings.max_html_bytes:,}) · "
             f'<a href="{key}.html">HTML</a> · <a href="{key}.txt">text</a> · '
             f'<a href="{key}.eml">.eml</a></p><div class="views">'
@@ -91,14 +114,21 @@ def _index(report: PreviewReport, settings: Settings) -> str:
             f'<iframe title="text" src="{key}.txt" style="width:640px"></iframe></div></section>')
     empty = "".join(f"<p>{html.escape(k)}: no stories this week; nothing would be sent.</p>"
                     for k in report.empty)
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Preview</title>"
-            "<style>body{font-family:sans-serif;margin:16px}.views{display:flex;gap:12px;"
-            "overflow-x:auto}iframe{height:720px;border:1px solid #ccc;flex:none}</style>"
+    return (_head(settings, f"Preview · {settings.name}") +
             "<script>let v=null;setInterval(async()=>{try{const r=await fetch('version.txt',"
             "{cache:'no-store'});const t=await r.text();if(v&&t!==v)location.reload();v=t}"
             "catch(e){}},1000)</script></head><body>"
-            f"<h1>{html.escape(settings.name)} · {html.escape(report.edition.window.label())}"
-            f"</h1>{empty}{''.join(rows)}</body></html>")
+            f"<h1>{html.escape(settings.name)} · {html.escape(window)}</h1>{empty}"
+            f"{''.join(rows)}</body></html>")
+
+
+def _demo(settings: Settings) -> str:
+    """Where a preview's preference and unsubscribe links lead: nothing happens here."""
+    return (_head(settings, "Preview link") + "</head><body><h1>Preview link</h1>"
+            "<p>In a real email this link opens the reader's own preference or unsubscribe "
+            "page. Previews for a sample reader link here, so nothing changes. Use "
+            "<code>newsletter preview --subscriber EMAIL</code> to get that subscriber's "
+            "real links.</p></body></html>")
 
 
 def _snapshot(paths: list[Path]) -> dict[Path, float]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ import nh3
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
+from wcwidth import wcswidth, wcwidth
 
+from newsletter import dates
 from newsletter.compose import Edition, Story, VariantPlan
 from newsletter.config import Settings
 from newsletter.starter import packaged_templates
@@ -90,7 +91,9 @@ class RenderedVariant:
         values = {slots.greeting: greeting, slots.preferences_url: preferences_url,
                   slots.unsubscribe_url: unsubscribe_url}
         html_values = {k: str(escape(v)) for k, v in values.items()}
-        return _fill(self.html, html_values), _fill(self.text, values)
+        # the greeting has its own line in the text part: wrap it once the name is in
+        text_values = {**values, slots.greeting: "\n".join(wrap_line(greeting))}
+        return _fill(self.html, html_values), _fill(self.text, text_values)
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
@@ -107,6 +110,9 @@ class Renderer:
                                autoescape=select_autoescape(["html.j2", "html"]),
                                keep_trailing_newline=False)
         self.env.filters["markdown"] = markdown_html
+        lang = settings.language
+        self.env.filters["day"] = lambda value: dates.day(value, lang)
+        self.env.filters["span"] = lambda start, end: dates.span(start, end, lang)
         self._greeting = self.env.get_template("greeting.txt.j2")
         self._around_name: tuple[str, str] | None = None
 
@@ -127,16 +133,24 @@ class Renderer:
     def _render_greeting(self, name: str) -> str:
         return " ".join(self._greeting.render(name=name, lang=self.settings.language).split())
 
-    def _context(self, edition: Edition, plan: VariantPlan, slots: Slots) -> dict[str, Any]:
+    def _context(self, edition: Edition, plan: VariantPlan, slots: Slots,
+                 web: bool = False) -> dict[str, Any]:
         s = self.settings
         start = edition.window.start.astimezone(s.timezone).date()
         ids = {story.key: n for n, story in enumerate(plan.stories)}
+        words = self.env.get_template("strings.j2").make_module({"lang": s.language}).t  # type: ignore[attr-defined]
+        titles = {"top": words["top"], "more": words["more_section"]}
+        archive = archive_url(s, edition.number)
         return {
+            "web": web, "intro": edition.intro, "toc_mark": _toc_mark(slots),
+            "archive_url": archive, "web_url": f"{archive}{plan.key}/",
+            "subscribe_url": f"{s.public_url}/subscribe",
             "name": s.name, "lang": s.language, "tz": s.timezone, "number": edition.number,
             "start": start, "end": edition.window.last_day, "site_url": s.base_url,
             "postal_address": s.postal_address, "slot": slots,
             "categories": [edition.labels.get(c, c) for c in sorted(plan.categories)],
-            "sections": [_SectionView(sec.key, sec.label, [(ids[st.key], st) for st in sec.stories])
+            "sections": [_SectionView(sec.key, sec.label, titles.get(sec.key, sec.label),
+                                      [(ids[st.key], st) for st in sec.stories])
                          for sec in plan.sections],
             "digests": edition.digests, "dropped": plan.dropped,
             "story_count": len(plan.stories),
@@ -147,19 +161,23 @@ class Renderer:
             self._context(edition, plan, Slots("")), stories=len(plan.stories))
         return " ".join(text.split())  # one line, whatever the template does
 
-    def render(self, edition: Edition, plan: VariantPlan) -> RenderedVariant:
+    def render(self, edition: Edition, plan: VariantPlan, *, web: bool = False
+               ) -> RenderedVariant:
+        """The variant's email; `web` renders the archive page: no budget, no personal links."""
         slots = Slots(secrets.token_hex(8))
         subject = self.subject(edition, plan)
-        context = self._context(edition, plan, slots)
+        context = self._context(edition, plan, slots, web)
         html = inline_css(self.env.get_template("email.html.j2").render(
             context, subject=subject, preheader=self._preheader(plan)))
-        html, kept = _fit(html, plan, slots, self.settings.max_html_bytes, self._filled_size)
+        budget = 1 << 40 if web else self.settings.max_html_bytes
+        html, kept = _fit(html, plan, slots, budget, self._filled_size)
+        html = _fill_toc(html, plan, kept, _toc_mark(slots))
         plan = plan.keep(kept)
         html = html.replace(slots.more, str(plan.dropped))
         if not plan.dropped:
             html = _remove_block(html, "more")
         text = self.env.get_template("email.txt.j2").render(
-            self._context(edition, plan, slots))
+            self._context(edition, plan, slots, web))
         return RenderedVariant(key=plan.key, categories=plan.categories, subject=subject,
                                html=html, text=wrap_text(text), nonce=slots.nonce,
                                stories=len(plan.stories), dropped=plan.dropped)
@@ -175,11 +193,31 @@ class Renderer:
         return len(_fill(html, values).encode("utf-8"))
 
 
+def archive_url(settings: Settings, number: int) -> str:
+    """The public page of edition `number` (its variants and digests)."""
+    return f"{settings.public_url}/editions/{number}/"
+
+
 @dataclass(frozen=True)
 class _SectionView:
     key: str
     label: str
+    title: str  # what the reader sees: the label, or "Top stories" / "More"
     stories: list[tuple[int, Story]]
+
+
+def _toc_mark(slots: Slots) -> str:
+    return f"nltoc{slots.nonce}n"
+
+
+def _fill_toc(html: str, plan: VariantPlan, kept: set[str], mark: str) -> str:
+    """Story counts in the table of contents, once the budget has chosen the stories;
+    a section the budget emptied leaves the contents too."""
+    for n, section in enumerate(plan.sections, start=1):
+        count = sum(story.key in kept for story in section.stories)
+        html = (html.replace(f"{mark}{n}z", str(count)) if count
+                else _remove_block(html, f"toc:{n}"))
+    return html
 
 
 def _fit(html: str, plan: VariantPlan, slots: Slots, budget: int,
@@ -222,32 +260,40 @@ def _remove_block(html: str, name: str) -> str:
 # ---------------------------------------------------------------- plain text wrapping
 
 def display_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    """Terminal columns (wcwidth): CJK counts 2, combining marks 0, an emoji sequence 2."""
+    width: int = wcswidth(text)
+    return width if width >= 0 else sum(max(int(wcwidth(ch)), 0) for ch in text)
 
 
-_UNITS = re.compile(r"https?://\S+|[^\s\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff"
-                    r"\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]+|\s+|.", re.DOTALL)
+# CJK scripts and full-width forms: they break anywhere, and a URL ends where they begin
+_CJK = (r"\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f"
+        r"\uff00-\uff60\uffe0-\uffe6")
+_UNITS = re.compile(rf"https?://[^\s{_CJK}]+|[^\s{_CJK}]+|\s+|.", re.DOTALL)
+_URL_THEN_CJK = re.compile(rf"(https?://[^\s{_CJK}]+)(?=[{_CJK}])")
 _NO_LINE_START = set("，。、；：！？）》」』】,.;:!?)]}%")
 
 
 def wrap_line(line: str, width: int = TEXT_WIDTH) -> list[str]:
-    """Wrap one line at `width` display columns; CJK may break anywhere, URLs never."""
+    """Wrap one line at `width` display columns; CJK may break anywhere, URLs never, and a
+    line never starts with closing punctuation (the token before it moves along)."""
+    line = _URL_THEN_CJK.sub(r"\1 ", line)  # so mail clients end the link there too
     if display_width(line) <= width:
         return [line]
-    indent = re.match(r"\s*(?:[-*] )?", line).group(0)  # type: ignore[union-attr]
+    indent = re.match(r"\s*(?:[-*] |\d+\. )?", line).group(0)  # type: ignore[union-attr]
     hang = " " * len(indent)
     out: list[str] = []
-    current, used = indent, display_width(indent)
+    current, used, last = indent, display_width(indent), ""
     for unit in _UNITS.findall(line[len(indent):]):
         w = display_width(unit)
         if unit.isspace():
             if used + w <= width:
                 current, used = current + unit, used + w
+            last = ""
             continue
         if used + w > width and current.strip():
             carry = ""
-            if unit[0] in _NO_LINE_START and len(current) > len(hang) + 1:
-                carry, current = current[-1], current[:-1]  # no line starts with '，'
+            if unit[0] in _NO_LINE_START and last and len(current) - len(last) > len(hang):
+                carry, current = last, current[:-len(last)]  # "GPT-5，" stays whole
             out.append(current.rstrip())
             current, used = hang + carry, len(hang) + display_width(carry)
         while not unit.startswith("http") and used + display_width(unit) > width \
@@ -255,18 +301,16 @@ def wrap_line(line: str, width: int = TEXT_WIDTH) -> list[str]:
             cut = _cut(unit, width - used)
             out.append(current + unit[:cut])
             unit, current, used = unit[cut:], hang, len(hang)
-        current, used = current + unit, used + display_width(unit)
+        current, used, last = current + unit, used + display_width(unit), unit
     if current.strip():
         out.append(current.rstrip())
     return out
 
 
 def _cut(word: str, room: int) -> int:
-    used = 0
-    for i, ch in enumerate(word):
-        used += display_width(ch)
-        if used > room:
-            return max(i, 1)
+    for i in range(1, len(word) + 1):
+        if display_width(word[:i]) > room:
+            return max(i - 1, 1)
     return len(word)
 
 

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from newsletter.compose import (
     Edition,
@@ -64,9 +65,11 @@ class Snapshot:
         return self.counts["pending"] + self.counts["deferred"]
 
 
-def plan_edition(store: Store, settings: Settings, window: Window, renderer: Renderer) -> Plan:
+def plan_edition(store: Store, settings: Settings, window: Window, renderer: Renderer,
+                 intro_file: Path | None = None) -> Plan:
     """Compose the window and render one variant per category set active subscribers chose."""
-    edition, loaded = compose_window(settings, window, store.edition_number(window))
+    edition, loaded = compose_window(settings, window, store.edition_number(window),
+                                     intro_file)
     plan = Plan(edition, [], {}, {}, loaded.problems)
     for categories, count in store.variant_demand().items():
         variant_plan = edition.plan(split_categories(categories))

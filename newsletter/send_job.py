@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from newsletter.compose import compose_window
@@ -40,7 +41,8 @@ def signing_tokens(settings: Settings) -> Tokens:
 
 class SendJob:
     def __init__(self, settings: Settings, window: Window, *, limit: int | None = None,
-                 concurrency: int | None = None, rate: float | None = None) -> None:
+                 concurrency: int | None = None, rate: float | None = None,
+                 intro_file: Path | None = None) -> None:
         self.settings, self.window = settings, window
         self.options = SendOptions.from_settings(settings, limit=limit,
                                                  concurrency=concurrency, rate=rate)
@@ -50,7 +52,7 @@ class SendJob:
         self.via = describe(settings)
         self.snapshot = find_snapshot(self.store, window)
         self.plan = None if self.snapshot else plan_edition(self.store, settings, window,
-                                                            self.renderer)
+                                                            self.renderer, intro_file)
 
     def __enter__(self) -> SendJob:
         return self
@@ -163,7 +165,8 @@ def _window_args(window: Window) -> str:
     return f"--since {window.start.isoformat()} --until {window.end.isoformat()}"
 
 
-def test_copy(settings: Settings, window: Window, to: str, categories: str | None) -> str:
+def test_copy(settings: Settings, window: Window, to: str, categories: str | None,
+              intro_file: Path | None = None) -> str:
     """Send one copy of a variant to one address; the journal is not touched."""
     email, key = normalize_email(to)
     renderer = Renderer(settings)
@@ -174,7 +177,7 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
         if known is not None:
             recipient = Recipient(known.email, known.name, known.id)
             chosen = known.categories
-        edition, _ = compose_window(settings, window, store.edition_number(window))
+        edition, _ = compose_window(settings, window, store.edition_number(window), intro_file)
     if categories is not None:
         chosen = parse_categories(categories, settings)
     plan = edition.plan(chosen)

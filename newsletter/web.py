@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from newsletter.archive import archive_routes
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.message import ascii_address
@@ -134,7 +135,7 @@ class PreferenceCenter:
         s = self.settings
         html = self.env.get_template(template).render(
             lang=s.language, name=s.name, site_url=s.base_url, postal_address=s.postal_address,
-            title=values.pop("title", s.name), **values)
+            title=values.pop("title", s.name), subscribe_url=self.url("/subscribe"), **values)
         return HTMLResponse(html, status_code=status)
 
     def invalid(self) -> HTMLResponse:
@@ -201,9 +202,8 @@ class PreferenceCenter:
         name = str(form.get("name", ""))
         if chosen is None or len(name) > 200:
             return self.bad_form()
-        if not chosen:
-            return self.preferences_page(sub, error=self.words["pick_one"], status=422)
-        stored = () if set(chosen) == set(self.settings.category_names) else chosen
+        # nothing ticked means every section, as on the signup form
+        stored = () if set(chosen) in (set(), set(self.settings.category_names)) else chosen
         updated = await run_in_threadpool(self._save, sub.id, clean_name(name), stored)
         return self.preferences_page(updated, message=self._changes(sub, updated))
 
@@ -234,7 +234,10 @@ class PreferenceCenter:
                          subscriber=sub, categories=self.settings.categories,
                          chosen=self._effective(sub), active=sub.status == "active",
                          form_token=self.tokens.make(FORM, sub.id), message=message,
-                         error=error, **self.links(sub.id))
+                         error=error, **self.links(sub.id),
+                         # the page offers "subscribe again" to an unsubscribed reader
+                         resubscribe_url=self.url(
+                             f"/resubscribe/{self.tokens.make(UNSUBSCRIBE, sub.id)}"))
 
     # ------------------------------------------------------------ unsubscribe
 
@@ -297,8 +300,8 @@ class PreferenceCenter:
         if to_confirm is not None and self.by_address.allow(key):
             await self._send_confirmation(to_confirm)
         # the same answer whether or not the address was known: no enumeration
-        return self.page("message.html.j2", title=words["subscribe_title"],
-                         text=words["check_inbox"], error=False)
+        return self.page("check_inbox.html.j2", title=words["check_inbox_title"],
+                         address=address)
 
     def signup_page(self, *, error: str = "", status: int = 200,
                     form: FormData | None = None) -> HTMLResponse:
@@ -335,8 +338,15 @@ class PreferenceCenter:
         message["Message-ID"] = make_msgid(domain=s.from_address.rpartition("@")[2])
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(body)
+        message.add_alternative(self._confirmation_html(sub, confirm_url), subtype="html")
         await send_one(make_transport(s), s.from_address, ascii_address(sub.email),
                        message.as_bytes())
+
+    def _confirmation_html(self, sub: Subscriber, confirm_url: str) -> str:
+        s = self.settings
+        return self.env.get_template("confirm_email.html.j2").render(
+            lang=s.language, name=s.name, subscriber_name=sub.name, confirm_url=confirm_url,
+            days=CONFIRM_DAYS, postal_address=s.postal_address, site_url=s.base_url)
 
     async def confirm(self, request: Request) -> Response:
         subscriber_id = self.tokens.read(CONFIRM, request.path_params["token"],
@@ -345,7 +355,8 @@ class PreferenceCenter:
             self._by_id, subscriber_id)
         if sub is None or sub.status not in ("pending", "active"):
             return self.invalid()
-        values = {"title": self.words["confirm_title"], **self.links(sub.id)}
+        values = {"title": self.words["confirm_title"], "address": sub.email,
+                  **self.links(sub.id)}
         if request.method == "GET":
             return self.page("confirm.html.j2", done=sub.status == "active", **values)
         if not self.same_origin(request):
@@ -379,6 +390,7 @@ def create_app(settings: Settings, secret: str) -> ASGIApp:
         Route("/subscribe", guard(center.subscribe), methods=both),
         Route("/confirm/{token}", guard(center.confirm), methods=both),
         Route("/", lambda request: center.signup_page(), methods=["GET"]),
+        *archive_routes(settings),  # /editions/...: public pages, no tokens
     ]
 
     async def server_error(request: Request, exc: Exception) -> Response:

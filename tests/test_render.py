@@ -62,7 +62,7 @@ def test_html_structure() -> None:
     assert "<!--[if mso]>" in html and "@media only screen" in html
     assert "display:none" in html  # preheader
     assert "PingFang SC" in html
-    assert "第 12 期" in html and "2025-12-15 – 2025-12-21" in html
+    assert "第 12 期" in html and "2025年12月15日–21日" in html
     assert "https://ai-weekly.example.com/unsubscribe/TOKEN" in html
     assert "100 Example Road" in html and "100 Example Road" in text
     assert "nlslot" not in html and "nlslot" not in text
@@ -132,8 +132,11 @@ def test_size_budget_drops_lowest_ranked_and_says_so(settings: Settings) -> None
         html, text = personalized(renderer, variant)
         assert len(html.encode()) <= settings.max_html_bytes
         assert variant.dropped > 0 and variant.stories > 20
-        assert f"还有 {variant.dropped} 条新闻在网站上" in html
-        assert f"还有 {variant.dropped} 条新闻在网站上" in text
+        assert f"还有 {variant.dropped} 条新闻，请看网页版" in html
+        assert f"还有 {variant.dropped} 条新闻，请看网页版" in text
+        # the table of contents counts what the budget kept, per section
+        counts = [int(n) for n in re.findall(r"\s\((\d+)\)</a>", html)]
+        assert sum(counts) == variant.stories and "nltoc" not in html
         shown = set(re.findall(r"https://news\.example/\d+/\d+", html))
         assert shown == set(re.findall(r"https://news\.example/\d+/\d+", text))
         assert len(shown) == variant.stories
@@ -145,7 +148,8 @@ def test_text_lines_fit_78_columns_and_urls_stay_whole() -> None:
     _, renderer, edition = example_edition()
     _, text = personalized(renderer, renderer.render(edition, edition.plan()))  # type: ignore[attr-defined]
     for line in text.splitlines():
-        assert display_width(line) <= 78 or re.fullmatch(r"\s*(\S+: )?https?://\S+", line), line
+        assert display_width(line) <= 78 or \
+            re.fullmatch(r"\s*(\S+(: |：))?https?://\S+", line), line
 
 
 def test_wrap_line() -> None:
