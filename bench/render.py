@@ -1,7 +1,7 @@
 """Render a dense week (42 digests x 16 items) and time variants and personalized messages.
 
-Prints time per variant, time per personalized message, premailer calls per edition (must
-equal the number of variants), and, as a reference run in the same process, the cost of
+Prints time per variant, time per personalized message, premailer calls per edition (about
+one per variant), and, as a reference run in the same process, the cost of
 rendering and inlining per message (what a mailmerge-style sender does). Then the byte
 savings: how many stories fit under the size budget with the template before them
 (`bench/reference_templates/`: the font stack inlined on every cell, every digest listed
@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import secrets
 import statistics
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from newsletter.compose import Edition, compose
+from newsletter.compose import Edition, VariantPlan, compose
 from newsletter.config import Settings, load_settings
 from newsletter.content import Digest, load_digests
 from newsletter.items import Item
 from newsletter.message import MessageFactory, Recipient
-from newsletter.render import Renderer, inline_calls
+from newsletter.render import Renderer, Slots, inline_calls, inline_css
 from newsletter.tokens import Tokens
 from newsletter.window import resolve_window
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REFERENCE_TEMPLATES = Path(__file__).resolve().parent / "reference_templates"
-CATEGORY_WORDS = {"models": "模型", "products": "发布", "robotics": "机器人", "opinion": "认为"}
+CATEGORY_WORDS = {"models": "模型", "products": "推出", "robotics": "机器人", "opinion": "认为"}
 
 
 def dense_week(settings: object, window: object) -> list[Digest]:
@@ -94,9 +96,56 @@ def main() -> None:
     print(f"time per personalized message (slots + MIME bytes): {per_message * 1e6:.0f} us")
     print(f"reference, full render + inline per message: {per_reference * 1000:.1f} ms "
           f"(ratio {per_reference / per_message:.0f}x slower)")
-    print(f"premailer calls per edition: {calls} for {len(variants)} variants "
-          f"({'OK' if calls == len(variants) else 'MISMATCH'})")
+    print(f"premailer calls per edition: {calls} for {len(variants)} variants (one per "
+          "variant, plus one or two while the first over-budget variant learns how much "
+          "inlining adds)")
     budget_comparison(settings, edition, sets)
+    cut_comparison(settings, edition, sets)
+
+
+def inline_then_cut(renderer: Renderer, edition: Edition, plan: VariantPlan) -> int:
+    """The previous budget: render every story, inline CSS once over all of it, then cut
+    the lowest-ranked marked blocks out of the inlined HTML until it fits. Needs the
+    markers of `bench/reference_templates/`. Returns the stories kept."""
+    slots = Slots(secrets.token_hex(8))
+    html = inline_css(renderer.env.get_template("email.html.j2").render(
+        renderer._context(edition, plan, slots), subject="s", preheader="p"))
+    budget = renderer.settings.max_html_bytes
+    rank = {s.key: n for n, s in enumerate(edition.stories)}
+    stories = plan.stories
+    blocks = {n: re.search(f"<!--s:{n}-->.*?<!--/s:{n}-->", html, re.DOTALL)
+              for n in range(len(stories))}
+    size, kept = len(html.encode()), len(stories)
+    for n in sorted(range(len(stories)), key=lambda n: -rank[stories[n].key]):
+        block = blocks[n]
+        if size <= budget or kept == 1 or block is None:
+            break
+        html = html.replace(block.group(0), "")
+        size, kept = size - len(block.group(0).encode()), kept - 1
+    return kept
+
+
+def cut_comparison(settings: Settings, edition: Edition, sets: list[tuple[str, ...]],
+                   rounds: int = 3) -> None:
+    """Time per variant: the budget decided from the plan (inline once, after the cut)
+    against the previous inline-then-cut, on the same (marked) template, A B A B."""
+    renderer = Renderer(dataclasses.replace(settings, templates_dir=REFERENCE_TEMPLATES))
+    times: dict[str, list[float]] = {"plan, then inline": [], "inline, then cut": []}
+    for _ in range(rounds):
+        for cats in sets:
+            plan = edition.plan(cats)
+            started = time.perf_counter()
+            renderer.render(edition, plan)
+            times["plan, then inline"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            inline_then_cut(renderer, edition, plan)
+            times["inline, then cut"].append(time.perf_counter() - started)
+    new, old = (statistics.median(t) for t in times.values())
+    print(f"\ntime per variant, {rounds} rounds x {len(sets)} variants, interleaved:")
+    for label, t in times.items():
+        print(f"  {label:18} median {statistics.median(t) * 1000:6.0f} ms "
+              f"(range {min(t) * 1000:.0f}-{max(t) * 1000:.0f} ms)")
+    print(f"  ratio inline-then-cut / plan-then-inline: {old / new:.1f}x")
 
 
 def budget_comparison(settings: Settings, edition: Edition,

@@ -97,15 +97,20 @@ def make_window(settings: Settings, since: str | None, until: str | None, week: 
               help="Every digest with its items, and the skipped files, as JSON.")
 @click.option("--check", is_flag=True, help="Per post: items found, the shapes they were "
               "written in and the sections left out; warn when many posts yield no items.")
+@click.option("--stories", is_flag=True, help="The window's stories, ranked, each with the "
+              "mentions merged into it and why (same page, similar headlines).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any digest file had to be skipped.")
 @pass_ctx
 def digests(obj: _Context, since: str | None, until: str | None, week: str | None,
-            days: int | None, as_json: bool, check: bool, strict: bool) -> None:
+            days: int | None, as_json: bool, check: bool, stories: bool, strict: bool) -> None:
     """List the digests of a time window (one post at a time: any window, flat memory)."""
     from newsletter.content import select_digests
 
     settings = obj.settings
     window = make_window(settings, since, until, week, days)
+    if stories:
+        _explain_stories(settings, window)
+        return
     selection = select_digests(settings, window)
     result = selection.result
     listed = empty = 0
@@ -145,6 +150,25 @@ def digests(obj: _Context, since: str | None, until: str | None, week: str | Non
                    f"{len(result.problems)} skipped{pages})", err=True)
     if strict and result.problems:
         sys.exit(1)
+
+
+def _explain_stories(settings: Settings, window: Window) -> None:
+    from newsletter.compose import explain
+    from newsletter.content import load_digests
+
+    loaded = load_digests(settings, window)
+    for problem in loaded.problems:
+        click.echo(f"warning: {problem}", err=True)
+    for n, told in enumerate(explain(loaded.digests, settings), start=1):
+        story = told.story
+        cats = ", ".join(sorted(story.categories)) or "(no category)"
+        standing = ", standing item" if story.standing else ""
+        click.echo(f"{n:>4}. {story.headline}  [{cats}; {len(story.coverage)} digests, "
+                   f"{len(story.sources) + len(story.also)} sources{standing}]")
+        if len(told.mentions) > 1:
+            for headline, url, title in told.mentions:
+                click.echo(f"        - {headline}  <{url or 'no link'}>  ({title})")
+            click.echo(f"        merged: {'; '.join(told.reasons)}")
 
 
 @cli.command()

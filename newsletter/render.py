@@ -1,13 +1,14 @@
 """Render a variant into subject, HTML and text, with slots for per-subscriber values.
 
 Digest text is untrusted: Markdown is rendered with markdown-it-py and its HTML sanitized
-with nh3; it reaches Jinja only as data, so template syntax in it stays literal. CSS is
-inlined once per variant; the size budget then removes whole story blocks from the inlined
-HTML (they are marked with comments) instead of inlining again.
+with nh3; it reaches Jinja only as data, so template syntax in it stays literal. The size
+budget is decided from the plan: the template is rendered with fewer stories until it fits,
+then CSS is inlined (usually once per variant), so any template works, markers or not.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -34,6 +35,7 @@ _ALLOWED_TAGS = {"p", "a", "strong", "em", "b", "i", "code", "pre", "ul", "ol", 
                  "blockquote", "span", "del", "sup", "sub"}
 
 
+@functools.lru_cache(maxsize=8192)  # a story's summary is rendered again while fitting
 def markdown_html(text: str) -> Markup:
     """Digest Markdown to safe HTML: no scripts, handlers, styles or javascript: links."""
     clean = nh3.clean(_MD.render(text), tags=_ALLOWED_TAGS,
@@ -115,6 +117,8 @@ class Renderer:
         self.env.filters["span"] = lambda start, end: dates.span(start, end, lang)
         self._greeting = self.env.get_template("greeting.txt.j2")
         self._around_name: tuple[str, str] | None = None
+        self._growth = 1.0  # inlined bytes per template byte of stories, learned
+        self._bare: tuple[int, int] | None = None  # the page without stories: raw, inlined
 
     def greeting(self, name: str) -> str:
         """The greeting line for `name`. It runs once per message, so when the template puts
@@ -166,13 +170,17 @@ class Renderer:
         """The variant's email; `web` renders the archive page: no budget, no personal links."""
         slots = Slots(secrets.token_hex(8))
         subject = self.subject(edition, plan)
-        context = self._context(edition, plan, slots, web)
-        html = inline_css(self.env.get_template("email.html.j2").render(
-            context, subject=subject, preheader=self._preheader(plan)))
-        budget = 1 << 40 if web else self.settings.max_html_bytes
-        html, kept = _fit(html, plan, slots, budget, self._filled_size)
-        html = _fill_toc(html, plan, kept, _toc_mark(slots))
-        plan = plan.keep(kept)
+        template = self.env.get_template("email.html.j2")
+
+        def html_of(shown: VariantPlan) -> str:
+            return template.render(self._context(edition, shown, slots, web), subject=subject,
+                                   preheader=self._preheader(shown))
+
+        if web:
+            html = inline_css(html_of(plan))
+        else:
+            html, plan = self._fit(edition, plan, html_of, slots)
+        html = _fill_toc(html, plan, {s.key for s in plan.stories}, _toc_mark(slots))
         html = html.replace(slots.more, str(plan.dropped))
         if not plan.dropped:
             html = _remove_block(html, "more")
@@ -181,6 +189,51 @@ class Renderer:
         return RenderedVariant(key=plan.key, categories=plan.categories, subject=subject,
                                html=html, text=wrap_text(text), nonce=slots.nonce,
                                stories=len(plan.stories), dropped=plan.dropped)
+
+    def _fit(self, edition: Edition, plan: VariantPlan, html_of: Callable[[VariantPlan], str],
+             slots: Slots) -> tuple[str, VariantPlan]:
+        """The best-ranked stories whose inlined HTML fits the budget, decided from the plan:
+        the template is rendered (cheap) until its size, grown by what inlining adds, fits;
+        then CSS is inlined once. What inlining adds is learned from each inlining (a fixed
+        part, from the page without stories, and a part per byte of stories), so a variant
+        usually needs one. Any template works: nothing is cut out of the HTML."""
+        budget = self.settings.max_html_bytes
+        rank = {s.key: n for n, s in enumerate(edition.stories)}
+        ranked = sorted((s.key for s in plan.stories), key=lambda k: rank.get(k, len(rank)))
+
+        def first(n: int) -> VariantPlan:
+            return plan if n >= len(ranked) else plan.keep(set(ranked[:n]))
+
+        def estimate(text: str) -> float:
+            if self._bare is None:
+                return self._filled_size(text, slots) * self._growth
+            raw, inlined = self._bare
+            return inlined + (self._filled_size(text, slots) - raw) * self._growth
+
+        count, text = len(ranked), html_of(plan)
+        while True:
+            if estimate(text) > budget and count > 1:
+                if self._bare is None:  # the page without stories, inlined once
+                    bare = html_of(first(0))
+                    self._bare = (self._filled_size(bare, slots),
+                                  self._filled_size(inline_css(bare), slots))
+                low, high = 1, count - 1  # the largest count whose estimate fits
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    if estimate(html_of(first(middle))) <= budget:
+                        low = middle
+                    else:
+                        high = middle - 1
+                count, text = low, html_of(first(low))
+            html = inline_css(text)
+            size = self._filled_size(html, slots)
+            if self._bare is not None and len(text) > self._bare[0]:
+                raw, inlined = self._bare
+                self._growth = max(1.0, (size - inlined) / (self._filled_size(text, slots) - raw))
+            if size <= budget or count <= 1:
+                return html, first(count)
+            count = max(1, count - max(1, count // 50))
+            text = html_of(first(count))
 
     def _preheader(self, plan: VariantPlan) -> str:
         return " · ".join(s.headline for s in plan.stories[:3])
@@ -218,39 +271,6 @@ def _fill_toc(html: str, plan: VariantPlan, kept: set[str], mark: str) -> str:
         html = (html.replace(f"{mark}{n}z", str(count)) if count
                 else _remove_block(html, f"toc:{n}"))
     return html
-
-
-def _fit(html: str, plan: VariantPlan, slots: Slots, budget: int,
-         size: Callable[[str, Slots], int]) -> tuple[str, set[str]]:
-    """Drop the lowest-ranked stories (whole marked blocks) until the HTML fits."""
-    stories = plan.stories
-    keys = {s.key for s in stories}
-    total = size(html, slots)
-    if total <= budget:
-        return html, keys
-    blocks = {n: _block_size(html, f"s:{n}") for n in range(len(stories))}
-    # lowest rank = latest in edition order (coverage, then recency), whatever the section
-    order = sorted(range(len(stories)), key=lambda n: _rank(stories[n]), reverse=True)
-    dropped: set[int] = set()
-    for n in order:
-        if total <= budget or len(dropped) == len(stories) - 1:
-            break
-        dropped.add(n)
-        total -= blocks[n]
-    for n in dropped:
-        html = _remove_block(html, f"s:{n}")
-    html = re.sub(r"<!--sec:(\d+)-->(.*?)<!--/sec:\1-->",
-                  lambda m: m.group(0) if "<!--s:" in m.group(2) else "", html, flags=re.DOTALL)
-    return html, {stories[n].key for n in range(len(stories)) if n not in dropped}
-
-
-def _rank(story: Story) -> tuple[int, float]:
-    return (-len(story.coverage), -story.date.timestamp())
-
-
-def _block_size(html: str, name: str) -> int:
-    match = re.search(f"<!--{name}-->.*?<!--/{name}-->", html, flags=re.DOTALL)
-    return len(match.group(0).encode("utf-8")) if match else 0
 
 
 def _remove_block(html: str, name: str) -> str:

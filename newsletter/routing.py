@@ -4,7 +4,7 @@
   categories' names, labels and aliases: the digest author's own categorization.
 - Keywords: Latin-script keywords match whole words (`SAM` is not in "Samsung", `App` is
   not in "Apple"), case-sensitively when the keyword has capitals; CJK keywords match as
-  substrings. The headline counts, and the summary.
+  substrings. The headline counts; the summary only when nothing else gives a signal.
 - A digest that declares exactly one configured category, when nothing else speaks.
 
 A story with no signal is *uncategorized*; `[newsletter] uncategorized` says where it goes.
@@ -53,14 +53,20 @@ class Router:
 
     def route(self, headline: str, summary: str, section: str | None,
               declared: Sequence[str] = ()) -> frozenset[str]:
-        found = set(self.section(section))
-        text = f"{headline}\n{summary}"
-        found.update(name for pattern, name in self.keywords if pattern.search(text))
+        """The section heading and the headline's keywords; the summary's keywords only
+        when those say nothing (a summary mentions much it is not about); then a digest's
+        single declared category."""
+        found = set(self.section(section)) | self.matches(headline)
+        if not found:
+            found = self.matches(summary)
         if not found:
             configured = [name for name in declared if name in self.names]
             if len(configured) == 1:
                 found.add(configured[0])
         return frozenset(found)
+
+    def matches(self, text: str) -> set[str]:
+        return {name for pattern, name in self.keywords if pattern.search(text)}
 
 
 def _keyword(word: str) -> re.Pattern[str]:

@@ -126,8 +126,8 @@ def _is_hub(page: str, members: list[int], mentions: Sequence[Mention], tokens: 
     return False
 
 
-def _numbers(tokens: str) -> frozenset[str]:
-    return frozenset(t for t in tokens.split() if any(c.isdigit() for c in t))
+def _numbers(tokens: str) -> tuple[str, ...]:
+    return tuple(t for t in tokens.split() if any(c.isdigit() for c in t))
 
 
 def _merge_near_duplicates(tokens: list[str], threshold: float, union: object) -> None:
