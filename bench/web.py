@@ -28,6 +28,7 @@ name = "Bench Weekly"
 timezone = "UTC"
 [web]
 url = "http://127.0.0.1:{port}"
+allow_http = true
 [[categories]]
 name = "models"
 [[categories]]
