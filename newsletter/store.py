@@ -393,9 +393,10 @@ class Store:
                                 (email_key, at - 24 * 3600)).fetchone()[0]
             wants_mail = found["status"] in ("pending", "unsubscribed", "bounced")
             state = "queued" if wants_mail and mailed < per_day else "none"
-            if found["status"] == "pending":  # a fresh attempt keeps it from expiring
-                db.execute("UPDATE subscribers SET updated_at = ? WHERE id = ?",
-                           (stamp, found["id"]))
+            # a fresh attempt keeps a pending signup from expiring (the same statement
+            # whatever the status: the same work for every address)
+            db.execute("UPDATE subscribers SET updated_at = ? WHERE id = ? AND "
+                       "status = 'pending'", (stamp, found["id"]))
             db.execute("INSERT INTO signups (at, network, email_key, subscriber_id, name, "
                        "categories, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (at, network, email_key, found["id"], name, join_categories(categories),

@@ -7,6 +7,7 @@ a digest's front matter is untrusted; the Host header is the client's to choose.
 import contextlib
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,7 +35,10 @@ def snapshot(site: Path) -> tuple[Any, ...]:
     settings = load_settings(site / "newsletter.toml")
     with Store(settings.store_path) as store:
         people = tuple(store.subscribers())
-        signups = tuple(tuple(row) for row in store.db.execute("SELECT * FROM signups"))
+        try:
+            signups = tuple(tuple(row) for row in store.db.execute("SELECT * FROM signups"))
+        except sqlite3.OperationalError:  # a store without signup records
+            signups = ()
     return people, signups
 
 
