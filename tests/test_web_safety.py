@@ -187,7 +187,7 @@ def test_key_rotation_keeps_old_links_working(web_site: Any) -> None:
         assert httpx.get(f"{base}/preferences/{old_link}").status_code == 400
 
 
-def test_plain_http_needs_allow_http(site: Path) -> None:
+def test_plain_http_needs_allow_http(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = site / "newsletter.toml"
     config.write_text(config.read_text(encoding="utf-8") + '\n[web]\nurl = "http://x.example"\n',
                       encoding="utf-8")
@@ -198,3 +198,9 @@ def test_plain_http_needs_allow_http(site: Path) -> None:
     config.write_text(config.read_text(encoding="utf-8") + "allow_http = true\n",
                       encoding="utf-8")
     assert load_settings(config).public_url == "http://x.example"
+    started: list[str] = []  # (the server itself is not what this test is about)
+    monkeypatch.setattr("newsletter.web.serve", lambda settings, *a, **k: started.append(
+        settings.public_url))
+    result = CliRunner().invoke(cli, ["serve", "--port", str(free_port())])
+    assert result.exit_code == 0 and started == ["http://x.example"]
+    assert "allow_http is on: plain http is for local testing only" in result.stderr
