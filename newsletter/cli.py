@@ -280,6 +280,15 @@ def subscribers_remove(obj: _Context, email: str) -> None:
     click.echo(f"erased {email} ({rows} rows)")
 
 
+@subscribers.command("prune")
+@pass_ctx
+def subscribers_prune(obj: _Context) -> None:
+    """Remove signups not confirmed within [web] pending_days (run it daily)."""
+    people, records = _subscribers(obj).prune()
+    click.echo(f"removed {people} unconfirmed signups and {records} old signup records "
+               f"(older than {obj.settings.web.pending_days} days)")
+
+
 @subscribers.command("list")
 @click.option("--status", help="Only this status.")
 @click.option("--category", help="Only subscribers who get this category.")
@@ -436,6 +445,9 @@ def serve_command(obj: _Context, host: str, port: int, dev: bool) -> None:
     secret = secret_key(development=dev)
     click.echo(f"Preference center on http://{host}:{port}/ (links in emails use "
                f"{obj.settings.public_url})")
+    if not obj.settings.public_url.startswith("https://"):
+        click.echo("Warning: [web] allow_http is on: plain http is for local testing only; "
+                   "mail providers need https for one-click unsubscribe.", err=True)
     serve(obj.settings, secret, host=host, port=port)
 
 

@@ -103,6 +103,17 @@ class ContentRules:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """`[web]`: how `newsletter serve` faces the world (see the README's Deployment)."""
+
+    allow_http: bool = False  # a plain-http `url`, for local testing only
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
+    pending_days: int = 7  # unconfirmed signups expire (and are pruned) after this
+    signups_per_network: int = 20  # signup posts per hour from one /24 (IPv4) or /64
+    confirmations_per_day: int = 3  # confirmation emails per address per day
+
+
+@dataclass(frozen=True)
 class Settings:
     root: Path  # the folder relative paths are resolved against
     config_file: Path | None = None
@@ -127,6 +138,7 @@ class Settings:
     max_html_bytes: int = 100_000
     smtp: SmtpSettings | None = None
     send: SendSettings = field(default_factory=SendSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def category_names(self) -> tuple[str, ...]:
@@ -244,9 +256,22 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     outbox = _Table(data.get("outbox", {}), where, "outbox")
     outbox.check_keys({"dir"})
     web = _Table(data.get("web", {}), where, "web")
-    web.check_keys({"url"})
+    web.check_keys({"url", "allow_http", "trusted_proxies", "pending_days",
+                    "signups_per_network", "confirmations_per_day"})
     templates = _Table(data.get("templates", {}), where, "templates")
     templates.check_keys({"dir"})
+
+    web_settings = _web(web)
+    web_url = web.get("url", str, "").rstrip("/")
+    public = web_url or base_url
+    if not public.startswith("https://") and not web_settings.allow_http:
+        raise (web.fail("url", "must start with https:// (one-click unsubscribe needs "
+                        "https); for local testing set [web] allow_http = true")
+               if web_url else news.fail("base_url", "must start with https:// when "
+                                         "[web] url is not set (or set [web] allow_http = "
+                                         "true for local testing)"))
+    if not public.startswith(("http://", "https://")):
+        raise web.fail("url", "must start with https:// (or http:// with allow_http)")
 
     def resolve(table: _Table, name: str, default: str) -> Path:
         return (root / str(table.get(name, str, default))).resolve()
@@ -259,7 +284,7 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         from_name=news.get("from_name", str, ""),
         reply_to=news.get("reply_to", str, ""),
         base_url=base_url,
-        web_url=web.get("url", str, "").rstrip("/"),
+        web_url=web_url,
         timezone=tz,
         language=news.get("language", str, "en"),
         postal_address=news.get("postal_address", str, ""),
@@ -276,6 +301,7 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         templates_dir=resolve(templates, "dir", "templates"),
         smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
         send=_send(data.get("send", {}), where),
+        web=web_settings,
     )
 
 
@@ -326,6 +352,23 @@ def _content_rules(table: _Table) -> ContentRules:
         exclude_links=patterns("exclude_links", defaults.exclude_links),
         undated=undated,
     )
+
+
+def _web(table: _Table) -> WebSettings:
+    import ipaddress
+
+    proxies = table.str_list("trusted_proxies")
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as exc:
+            raise table.fail("trusted_proxies", f"{proxy!r} is not an IP address or "
+                             "network (e.g. '127.0.0.1' or '10.0.0.0/8')") from exc
+    return WebSettings(
+        allow_http=table.get("allow_http", bool, False), trusted_proxies=proxies,
+        pending_days=table.positive("pending_days", int, 7),
+        signups_per_network=table.positive("signups_per_network", int, 20),
+        confirmations_per_day=table.positive("confirmations_per_day", int, 3))
 
 
 def _categories(raw: Any, where: str) -> tuple[Category, ...]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import frontmatter
 import yaml
@@ -455,7 +455,12 @@ def build_digest(header: Header, settings: Settings, aliases: dict[str, str],
 def post_url(meta: dict[str, Any], path: Path, moment: datetime, settings: Settings) -> str:
     explicit = _meta_text(meta, "url")
     if explicit:
-        return urljoin(settings.base_url + "/", explicit)
+        joined = urljoin(settings.base_url + "/", explicit)
+        # an http(s) URL, or a path on the site: never `javascript:`, nor `//other.host`
+        if re.match(r"https?://[^\s/\\]", explicit, re.IGNORECASE) or (
+                re.match(r"https?://", joined, re.IGNORECASE)
+                and urlsplit(joined).netloc == urlsplit(settings.base_url).netloc):
+            return joined
     slug = _meta_text(meta, "slug") or path.stem
     local = moment.astimezone(settings.timezone)
     relative = settings.post_url.format(

@@ -77,7 +77,27 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX deliveries_todo ON deliveries(edition_id, status);
     """,
+    # 2: web signups: the abuse limits' memory and the confirmation emails' outbox
+    """
+    CREATE TABLE signups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        network TEXT NOT NULL,
+        email_key TEXT NOT NULL,
+        subscriber_id INTEGER NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        categories TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed', 'none')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL DEFAULT 0,
+        reply TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX signups_network ON signups(network, at);
+    CREATE INDEX signups_address ON signups(email_key, at);
+    CREATE INDEX signups_queue ON signups(state, next_at);
+    """,
 ]
+MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
 
 
 def now_iso() -> str:
@@ -216,6 +236,14 @@ class Store:
         db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?",
                    (*fields.values(), subscriber_id))
 
+    def set_status(self, subscriber_id: int, status: str) -> None:
+        """Change the status (and its time stamps) only when it differs."""
+        with self.write() as db:
+            current = db.execute("SELECT status FROM subscribers WHERE id = ?",
+                                 (subscriber_id,)).fetchone()
+            if current is not None and current["status"] != status:
+                self.update_subscriber(db, subscriber_id, status=status)
+
     def erase_subscriber(self, email_key: str) -> int:
         """Delete the person everywhere: their row and every delivery row naming them."""
         with self.write() as db:
@@ -225,6 +253,7 @@ class Store:
                 return 0
             deleted = db.execute("DELETE FROM deliveries WHERE subscriber_id = ?",
                                  (row["id"],)).rowcount
+            db.execute("DELETE FROM signups WHERE subscriber_id = ?", (row["id"],))
             db.execute("DELETE FROM subscribers WHERE id = ?", (row["id"],))
             return 1 + deleted
 
@@ -338,3 +367,94 @@ class Store:
             return int(stored["number"])
         row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()
         return int(row[0] or 0) + 1
+
+    # ------------------------------------------------------------ web signups
+
+    def record_signup(self, *, at: float, network: str, email: str, email_key: str, name: str,
+                      categories: tuple[str, ...], since_network: float, per_network: int,
+                      per_day: int) -> str | None:
+        """One signup post, in one transaction so concurrent posts (several processes
+        too) see each other: None when the network is over its limit, else the state of
+        the new signups row: 'queued' (a confirmation to send) or 'none'."""
+        with self.write() as db:
+            recent = db.execute("SELECT COUNT(*) FROM signups WHERE network = ? AND at > ?",
+                                (network, since_network)).fetchone()[0]
+            if recent >= per_network:
+                return None
+            stamp = now_iso()
+            db.execute("INSERT INTO subscribers (email, email_key, name, categories, status, "
+                       "source, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 'web', "
+                       "?, ?) ON CONFLICT (email_key) DO NOTHING",
+                       (email, email_key, name, join_categories(categories), stamp, stamp))
+            found = db.execute("SELECT id, status FROM subscribers WHERE email_key = ?",
+                               (email_key,)).fetchone()
+            mailed = db.execute(f"SELECT COUNT(*) FROM signups WHERE email_key = ? AND at > ? "
+                                f"AND state IN {MAILING}",
+                                (email_key, at - 24 * 3600)).fetchone()[0]
+            wants_mail = found["status"] in ("pending", "unsubscribed", "bounced")
+            state = "queued" if wants_mail and mailed < per_day else "none"
+            # a fresh attempt keeps a pending signup from expiring (the same statement
+            # whatever the status: the same work for every address)
+            db.execute("UPDATE subscribers SET updated_at = ? WHERE id = ? AND "
+                       "status = 'pending'", (stamp, found["id"]))
+            db.execute("INSERT INTO signups (at, network, email_key, subscriber_id, name, "
+                       "categories, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (at, network, email_key, found["id"], name, join_categories(categories),
+                        state))
+            return state
+
+    def claim_confirmation(self, now: float, lease: float) -> sqlite3.Row | None:
+        """The next confirmation email due, claimed for `lease` seconds (a crashed claimer's
+        rows come back when the lease ends)."""
+        with self.write() as db:
+            row: sqlite3.Row | None = db.execute(
+                "SELECT g.id, g.name, g.attempts, s.email FROM signups g JOIN subscribers s "
+                "ON s.id = g.subscriber_id WHERE g.state IN ('queued', 'sending') "
+                "AND g.next_at <= ? ORDER BY g.id LIMIT 1", (now,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE signups SET state = 'sending', next_at = ?, "
+                           "attempts = attempts + 1 WHERE id = ?", (now + lease, row["id"]))
+            return row
+
+    def finish_confirmation(self, signup_id: int, state: str, reply: str,
+                            next_at: float = 0.0) -> None:
+        self.db.execute("UPDATE signups SET state = ?, reply = ?, next_at = ? WHERE id = ?",
+                        (state, reply[:500], next_at, signup_id))
+
+    def signup_state(self, signup_id: int) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM signups WHERE id = ?", (signup_id,)).fetchone()
+        return row
+
+    def confirm_signup(self, signup_id: int) -> Subscriber | None:
+        """Activate the subscriber of a signup with the name and categories chosen in it;
+        None when the signup is unknown or older than the subscriber's last unsubscribe
+        (an old confirmation mail never undoes a later unsubscribe)."""
+        with self.write() as db:
+            row = db.execute("SELECT g.at, g.name AS chosen_name, g.categories AS chosen, s.* "
+                             "FROM signups g JOIN "
+                             "subscribers s ON s.id = g.subscriber_id WHERE g.id = ?",
+                             (signup_id,)).fetchone()
+            if row is None or row["status"] not in ("pending", "active", "unsubscribed",
+                                                    "bounced"):
+                return None
+            left = row["unsubscribed_at"]
+            if left and datetime.fromisoformat(left).timestamp() > row["at"] + 1:
+                return None
+            if row["status"] != "active":
+                self.update_subscriber(db, row["id"], name=row["chosen_name"],
+                                       categories=split_categories(row["chosen"]),
+                                       status="active")
+            return self.subscriber_by_id(row["id"])
+
+    def prune_signups(self, *, before: str, before_at: float) -> tuple[int, int]:
+        """Delete pending subscribers untouched since `before` that never confirmed, and
+        signup rows older than `before_at`: (subscribers, signup rows) removed."""
+        with self.write() as db:
+            stale = "status = 'pending' AND confirmed_at IS NULL AND updated_at < ?"
+            rows = db.execute(f"DELETE FROM signups WHERE at < ? AND state NOT IN "
+                              f"('queued', 'sending') OR subscriber_id IN "
+                              f"(SELECT id FROM subscribers WHERE {stale})",
+                              (before_at, before)).rowcount
+            people = db.execute(f"DELETE FROM subscribers WHERE {stale}", (before,)).rowcount
+            return people, rows

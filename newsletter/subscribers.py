@@ -7,6 +7,7 @@ import itertools
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -123,6 +124,13 @@ class Subscribers:
         if not removed:
             raise SubscriberError(f"{email}: no such subscriber")
         return removed
+
+    def prune(self, *, now: datetime | None = None) -> tuple[int, int]:
+        """Remove signups never confirmed within `[web] pending_days`, and the web signup
+        records past that age: (pending subscribers, signup records) removed."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.web.pending_days)
+        return self.store.prune_signups(before=cutoff.isoformat(timespec="seconds"),
+                                        before_at=cutoff.timestamp())
 
 
 # ---------------------------------------------------------------- CSV

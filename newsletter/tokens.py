@@ -3,6 +3,9 @@
 A token is `subscriber id . timestamp . signature` (itsdangerous' timestamp signer) with a
 key derived once per purpose, so a preferences token never works as an unsubscribe or
 confirmation token, and signing costs one HMAC (it runs once or twice per message).
+
+The secret may be a comma-separated list of keys: the first signs, every one verifies, so
+a key can be rotated without breaking the links already in people's mailboxes.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ FORM = "form"  # the anti-forgery value of a web form
 PURPOSES = (PREFERENCES, UNSUBSCRIBE, CONFIRM, FORM)
 
 
+def secret_keys(secret: str) -> list[str]:
+    """The keys of a comma-separated secret, newest first."""
+    return [key.strip() for key in secret.split(",") if key.strip()]
+
+
 class Tokens:
     def __init__(self, secret: str) -> None:
+        keys = secret_keys(secret) or [secret]
+        # itsdangerous signs with the last key of its list and verifies with all of them
         self._signers = {
             purpose: TimestampSigner(
-                hmac.new(secret.encode(), f"newsletter-{purpose}".encode(),
-                         hashlib.sha256).digest(),
+                [hmac.new(key.encode(), f"newsletter-{purpose}".encode(),
+                          hashlib.sha256).digest() for key in reversed(keys)],
                 key_derivation="none", digest_method=hashlib.sha256)
             for purpose in PURPOSES}
 

@@ -1,21 +1,22 @@
 """The preference center: choose categories, unsubscribe (RFC 8058 one-click), sign up.
 
-Every link carries a signed, purpose-bound token; a GET never changes anything (mail
-scanners follow links); forms carry a signed anti-forgery value; bad tokens get a plain
-400 page with no detail. Each request opens its own store connection in a worker thread,
-so the server never blocks on a send that is writing the journal.
+Every link carries a signed, purpose-bound token; only a POST changes anything (mail
+scanners send GET and HEAD to links); form posts need our own Origin and a signed
+anti-forgery value, while the one-click unsubscribe POST is authorized by its token alone
+(RFC 8058); bad tokens get a plain 400 page with no detail. Each request opens its own
+store connection in a worker thread, so the server never blocks on a send that is writing
+the journal. Signup lives in `signup.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
@@ -23,51 +24,31 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.archive import archive_routes
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
-from newsletter.message import ascii_address
+from newsletter.signup import Confirmations, clean_signup_name, client_network
 from newsletter.starter import packaged_templates
 from newsletter.store import Store, Subscriber
-from newsletter.subscribers import Subscribers, clean_name, normalize_email
+from newsletter.subscribers import clean_name, normalize_email
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
-from newsletter.transport import make_transport, send_one
 
 MAX_BODY = 16 * 1024
 FORM_MAX_AGE = 2 * 24 * 3600
-CONFIRM_DAYS = 7
+NETWORK_WINDOW = 3600  # seconds over which `[web] signups_per_network` counts
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
+    # not no-referrer: under it a browser sends `Origin: null` with our own forms
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
-
-
-class RateLimit:
-    """At most `limit` events per key in a sliding `seconds` window (memory bounded)."""
-
-    def __init__(self, limit: int, seconds: float, max_keys: int = 10_000) -> None:
-        self.limit, self.seconds, self.max_keys = limit, seconds, max_keys
-        self.events: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        if len(self.events) > self.max_keys:
-            self.events.clear()
-        seen = self.events[key]
-        while seen and now - seen[0] > self.seconds:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            return False
-        seen.append(now)
-        return True
 
 
 class BodyLimit:
@@ -126,8 +107,9 @@ class PreferenceCenter:
                                autoescape=select_autoescape(["html.j2"]))
         self.words: dict[str, str] = self.env.get_template("strings.j2").make_module(
             {"lang": settings.language}).t  # type: ignore[attr-defined]
-        self.by_client = RateLimit(limit=10, seconds=600)
-        self.by_address = RateLimit(limit=3, seconds=3600)
+        self.confirmations = Confirmations(settings, self.tokens, self.env,
+                                           self.words["confirm_subject"])
+        self.our_host = urlsplit(settings.public_url).netloc
 
     # ------------------------------------------------------------ helpers
 
@@ -153,15 +135,17 @@ class PreferenceCenter:
                 for purpose in (PREFERENCES, UNSUBSCRIBE)}
 
     def same_origin(self, request: Request) -> bool:
-        """No browser POST from another site. (The one-click POST of a mail provider sends
-        no Origin; under `no-referrer` a browser's own form sends `Origin: null`.)"""
-        if request.headers.get("sec-fetch-site") == "cross-site":
+        """A form post from one of our own pages. Browsers send `Origin` with every POST;
+        a `null` or missing one (a sandboxed frame, a `no-referrer` form on another site)
+        passes only when the browser itself says the post is same-origin."""
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site in ("cross-site", "same-site"):
             return False
-        origin = request.headers.get("origin")
-        if origin is None or origin == "null":
-            return True
-        ours = {urlsplit(self.settings.public_url).netloc, request.headers.get("host", "")}
-        return urlsplit(origin).netloc in ours
+        origin = request.headers.get("origin", "null")
+        if origin == "null":
+            return fetch_site == "same-origin"
+        # the Host header too: `serve --dev` on 127.0.0.1 while links name the site
+        return urlsplit(origin).netloc in {self.our_host, request.headers.get("host", "")}
 
     async def form(self, request: Request) -> FormData | None:
         try:
@@ -192,7 +176,7 @@ class PreferenceCenter:
         sub = await run_in_threadpool(self.subscriber, PREFERENCES, token)
         if sub is None:
             return self.invalid()
-        if request.method == "GET":
+        if request.method != "POST":  # GET and HEAD only look
             return self.preferences_page(sub)
         form = await self.form(request)
         if form is None or not self.same_origin(request) or \
@@ -248,10 +232,11 @@ class PreferenceCenter:
             return self.invalid()
         values = {"title": self.words["unsubscribe_title"], **self.links(sub.id),
                   "resubscribe_url": self.url(f"/resubscribe/{token}")}
-        if request.method == "GET":  # never unsubscribes: link scanners follow GETs
+        if request.method != "POST":  # never unsubscribes: link scanners send GET and HEAD
             return self.page("unsubscribe.html.j2", done=False, **values)
-        # POST: the confirm button, or the RFC 8058 one-click POST from a mail provider
-        if await self.form(request) is None or not self.same_origin(request):
+        # POST: the confirm button, or the RFC 8058 one-click POST of a mail provider (from
+        # its servers or a browser context, any Origin): the signed token alone authorizes
+        if await self.form(request) is None:
             return self.bad_form()
         await run_in_threadpool(self._set_status, sub, "unsubscribed")
         return self.page("unsubscribe.html.j2", done=True, **values)
@@ -267,39 +252,49 @@ class PreferenceCenter:
                          text=self.words["resubscribed"], error=False)
 
     def _set_status(self, sub: Subscriber, status: str) -> None:
-        with Store(self.settings.store_path) as store, store.write() as db:
-            current = db.execute("SELECT status FROM subscribers WHERE id = ?",
-                                 (sub.id,)).fetchone()
-            if current is not None and current["status"] != status:
-                store.update_subscriber(db, sub.id, status=status)
+        with Store(self.settings.store_path) as store:
+            store.set_status(sub.id, status)
 
     # ------------------------------------------------------------ signup
 
     async def subscribe(self, request: Request) -> Response:
         words = self.words
-        if request.method == "GET":
+        if request.method != "POST":
             return self.signup_page()
-        client = request.client.host if request.client else "unknown"
-        if not self.by_client.allow(client):
-            return self.page("message.html.j2", 429, text=words["too_many"], error=True)
         form = await self.form(request)
         if form is None or not self.same_origin(request) or \
                 self.tokens.read(FORM, str(form.get("form_token", "")), FORM_MAX_AGE) != 0:
             return self.bad_form()
         chosen = self.chosen_categories(form)
-        name = str(form.get("name", ""))
+        name = clean_signup_name(str(form.get("name", ""))[:1000])
         try:
             address, key = normalize_email(str(form.get("email", ""))[:254])
         except SubscriberError:
             return self.signup_page(error=words["bad_form"], status=422, form=form)
-        if chosen is None or len(name) > 200:
+        if chosen is None:
             return self.signup_page(error=words["bad_form"], status=422, form=form)
+        if name is None:
+            return self.signup_page(error=words["bad_name"], status=422, form=form)
+        web = self.settings.web
+        network = client_network(request.client.host if request.client else "",
+                                 request.headers.get("x-forwarded-for", ""),
+                                 web.trusted_proxies)
         stored = () if set(chosen) == set(self.settings.category_names) else chosen
-        to_confirm = await run_in_threadpool(self._signup, address, key, clean_name(name),
-                                             stored)
-        if to_confirm is not None and self.by_address.allow(key):
-            await self._send_confirmation(to_confirm)
-        # the same answer whether or not the address was known: no enumeration
+        now = time.time()
+
+        def record() -> str | None:
+            with Store(self.settings.store_path) as store:
+                return store.record_signup(
+                    at=now, network=network, email=address, email_key=key, name=name,
+                    categories=stored, since_network=now - NETWORK_WINDOW,
+                    per_network=web.signups_per_network, per_day=web.confirmations_per_day)
+
+        state = await run_in_threadpool(record)
+        if state is None:
+            return self.page("message.html.j2", 429, text=words["too_many"], error=True)
+        if state == "queued":
+            self.confirmations.wake.set()  # sent by the queue's task, after this answer
+        # the same answer (and the same work) whatever the address's state: no enumeration
         return self.page("check_inbox.html.j2", title=words["check_inbox_title"],
                          address=address)
 
@@ -312,66 +307,41 @@ class PreferenceCenter:
                          email=str(form.get("email", "")) if form else "",
                          subscriber_name=str(form.get("name", "")) if form else "")
 
-    def _signup(self, address: str, key: str, name: str,
-                categories: tuple[str, ...]) -> Subscriber | None:
-        """A new or still pending address gets (another) confirmation; others nothing."""
-        with Store(self.settings.store_path) as store:
-            found = store.subscriber(key)
-            if found is None:
-                Subscribers(store, self.settings).add(address, name=name,
-                                                      categories=";".join(categories),
-                                                      status="pending", source="web")
-                return store.subscriber(key)
-            return found if found.status == "pending" else None
-
-    async def _send_confirmation(self, sub: Subscriber) -> None:
-        s = self.settings
-        confirm_url = self.url(f"/confirm/{self.tokens.make(CONFIRM, sub.id)}")
-        body = self.env.get_template("confirm_email.txt.j2").render(
-            lang=s.language, name=s.name, subscriber_name=sub.name, confirm_url=confirm_url,
-            days=CONFIRM_DAYS, postal_address=s.postal_address)
-        message = EmailMessage()
-        message["From"] = formataddr((s.from_name or s.name, s.from_address))
-        message["To"] = formataddr((sub.name, ascii_address(sub.email)))
-        message["Subject"] = f"{self.words['confirm_subject']} · {s.name}"
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = make_msgid(domain=s.from_address.rpartition("@")[2])
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(body)
-        message.add_alternative(self._confirmation_html(sub, confirm_url), subtype="html")
-        await send_one(make_transport(s), s.from_address, ascii_address(sub.email),
-                       message.as_bytes())
-
-    def _confirmation_html(self, sub: Subscriber, confirm_url: str) -> str:
-        s = self.settings
-        return self.env.get_template("confirm_email.html.j2").render(
-            lang=s.language, name=s.name, subscriber_name=sub.name, confirm_url=confirm_url,
-            days=CONFIRM_DAYS, postal_address=s.postal_address, site_url=s.base_url)
-
     async def confirm(self, request: Request) -> Response:
-        subscriber_id = self.tokens.read(CONFIRM, request.path_params["token"],
-                                         max_age=CONFIRM_DAYS * 24 * 3600)
-        sub = None if subscriber_id is None else await run_in_threadpool(
-            self._by_id, subscriber_id)
-        if sub is None or sub.status not in ("pending", "active"):
+        signup_id = self.tokens.read(CONFIRM, request.path_params["token"],
+                                     max_age=self.settings.web.pending_days * 24 * 3600)
+        found = None if signup_id is None else await run_in_threadpool(self._signup,
+                                                                       signup_id)
+        if signup_id is None or found is None:
             return self.invalid()
-        values = {"title": self.words["confirm_title"], "address": sub.email,
-                  **self.links(sub.id)}
-        if request.method == "GET":
-            return self.page("confirm.html.j2", done=sub.status == "active", **values)
+        if request.method != "POST":  # GET and HEAD only show the button
+            return self.page("confirm.html.j2", title=self.words["confirm_title"], done=False,
+                             address=found["email_key"])
         if not self.same_origin(request):
             return self.bad_form()
-        await run_in_threadpool(self._set_status, sub, "active")
-        return self.page("confirm.html.j2", done=True, **values)
+        sub = await run_in_threadpool(self._confirm, signup_id)
+        if sub is None:
+            return self.invalid()
+        return self.page("confirm.html.j2", title=self.words["confirm_title"], done=True,
+                         **self.links(sub.id))
 
-    def _by_id(self, subscriber_id: int) -> Subscriber | None:
+    def _signup(self, signup_id: int) -> Any:
         with Store(self.settings.store_path) as store:
-            return store.subscriber_by_id(subscriber_id)
+            return store.signup_state(signup_id)
+
+    def _confirm(self, signup_id: int) -> Subscriber | None:
+        with Store(self.settings.store_path) as store:
+            return store.confirm_signup(signup_id)
+
+    def slash_redirect(self, request: Request) -> Response:
+        """`/path/` to `/path` on the configured address, never the request's Host."""
+        path = quote(request.path_params["path"], safe="/")
+        return RedirectResponse(f"{self.settings.public_url}/{path}", status_code=308)
 
 
 def create_app(settings: Settings, secret: str) -> ASGIApp:
     center = PreferenceCenter(settings, secret)
-    both = ["GET", "POST"]
+    both = ["GET", "POST"]  # HEAD comes with GET and is answered like it
 
     def guard(handler: Callable[[Request], Awaitable[Response]]
               ) -> Callable[[Request], Awaitable[Response]]:
@@ -389,19 +359,41 @@ def create_app(settings: Settings, secret: str) -> ASGIApp:
         Route("/resubscribe/{token}", guard(center.resubscribe), methods=["POST"]),
         Route("/subscribe", guard(center.subscribe), methods=both),
         Route("/confirm/{token}", guard(center.confirm), methods=both),
-        Route("/", lambda request: center.signup_page(), methods=["GET"]),
+        Route("/", guard(center.subscribe), methods=both),  # the page `serve` prints
         *archive_routes(settings),  # /editions/...: public pages, no tokens
+        Route("/{path:path}/", center.slash_redirect, methods=["GET"]),
     ]
 
     async def server_error(request: Request, exc: Exception) -> Response:
         return _plain(500, "Something went wrong; please try again later.")
 
-    app = Starlette(routes=routes, exception_handlers={500: server_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(center.confirmations.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = Starlette(routes=routes, exception_handlers={500: server_error}, lifespan=lifespan)
+    app.router.redirect_slashes = False  # ours redirects to `[web] url`, not to Host
     return SecurityHeaders(BodyLimit(app))
+
+
+def server_config(settings: Settings, secret: str, *, host: str, port: int,
+                  log_level: str = "info") -> Any:
+    """uvicorn's settings for the app. Forwarded headers are not uvicorn's to believe:
+    the app reads `X-Forwarded-For` itself, only from `[web] trusted_proxies`."""
+    import uvicorn
+
+    return uvicorn.Config(create_app(settings, secret), host=host, port=port,
+                          log_level=log_level, proxy_headers=False, server_header=False)
 
 
 def serve(settings: Settings, secret: str, *, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings, secret), host=host, port=port, log_level="info",
-                proxy_headers=True, server_header=False)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    uvicorn.Server(server_config(settings, secret, host=host, port=port)).run()

@@ -230,8 +230,8 @@ def web_site(site: Path) -> tuple[Path, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     config = site / "newsletter.toml"
-    config.write_text(config.read_text(encoding="utf-8") + f'\n[web]\nurl = "{url}"\n',
-                      encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8") + f'\n[web]\nurl = "{url}"\n'
+                      'allow_http = true\n', encoding="utf-8")
     return site, url
 
 
@@ -243,13 +243,13 @@ def web_server(web_site: tuple[Path, str]):  # type: ignore[no-untyped-def]
 
     import uvicorn
 
-    from newsletter.web import create_app
+    from newsletter.web import server_config
 
     site, url = web_site
     settings = load_settings(site / "newsletter.toml")
     port = int(url.rsplit(":", 1)[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, "test-secret-key"),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(settings, "test-secret-key", host="127.0.0.1",
+                                          port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

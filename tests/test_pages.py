@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 
 from newsletter.tokens import FORM, PREFERENCES
-from tests.test_web import TOKENS, add, outbox, status
+from tests.test_web import TOKENS, add, post, status, wait_outbox
 
 
 def test_unsubscribed_preference_page_offers_resubscribe(web_site: Any,
@@ -21,11 +21,11 @@ def test_unsubscribed_preference_page_offers_resubscribe(web_site: Any,
     assert action is not None and "重新订阅" in page.text
     assert "退订全部邮件" not in page.text  # no unsubscribe offer to someone unsubscribed
     # "save" does not pretend: it says the reader is still unsubscribed
-    saved = httpx.post(url, data={"form_token": TOKENS.make(FORM, sid), "name": "",
+    saved = post(url, data={"form_token": TOKENS.make(FORM, sid), "name": "",
                                   "categories": ["robots"]})
     assert "已保存，但你仍处于退订状态。" in saved.text
     assert status(site, "gone@example.com").status == "unsubscribed"
-    back = httpx.post(action.group(1))
+    back = post(action.group(1))
     assert back.status_code == 200 and status(site, "gone@example.com").status == "active"
     again = httpx.get(url)
     assert "你目前处于退订状态" not in again.text and "退订全部邮件" in again.text
@@ -37,10 +37,10 @@ def test_signup_confirm_wording_and_html_confirmation(web_site: Any, web_server:
     assert "我们会给你发一封确认邮件" in form.text
     assert "全选或都不选，都表示接收所有栏目" in form.text
     token = re.search(r'name="form_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
-    sent = httpx.post(f"{web_server}/subscribe", data={"form_token": token,
-                                                       "email": "new@example.com"})
+    sent = post(f"{web_server}/subscribe", data={"form_token": token,
+                                                 "email": "new@example.com"})
     assert "new@example.com" in sent.text and "垃圾邮件" in sent.text
-    (message,) = outbox(site)
+    (message,) = wait_outbox(site, 1)
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     plain = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", plain).group(0)  # type: ignore[union-attr]
@@ -48,7 +48,7 @@ def test_signup_confirm_wording_and_html_confirmation(web_site: Any, web_server:
     page = httpx.get(link)
     assert "确认这个邮箱要订阅「Test Weekly」" in page.text
     assert "new@example.com" in page.text and "不让别人用你的邮箱订阅" in page.text
-    done = httpx.post(link)
+    done = post(link)
     assert "订阅成功" in done.text and status(site, "new@example.com").status == "active"
 
 

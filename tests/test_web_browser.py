@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import cli
 from tests.conftest import REPO
-from tests.test_web import add, outbox, status
+from tests.test_web import add, outbox, status, wait_outbox
 
 POST = """---
 date: 2025-12-16T10:00:00+08:00
@@ -76,7 +76,7 @@ def test_signup_then_confirm_in_the_browser(web_site: Any, web_server: str,
     assert "请查收确认邮件" in page.content(), page.inner_text("main")
     assert status(site, "new.reader@example.com").status == "pending"
 
-    (message,) = outbox(site)
+    (message,) = wait_outbox(site, 1)  # sent just after the answer
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     link = re.search(rf"{re.escape(web_server)}/confirm/\S+", body).group(0)  # type: ignore[union-attr]
     page.goto(link)

@@ -48,7 +48,7 @@ def test_concurrent_updates_during_a_send(web_site: Any, web_server: str,
         response = await client.post(
             f"{web_server}/preferences/{TOKENS.make(PREFERENCES, sid)}",
             data={"form_token": TOKENS.make(FORM, sid), "name": f"N{n}",
-                  "categories": CHOICES[n % len(CHOICES)]})
+                  "categories": CHOICES[n % len(CHOICES)]}, headers={"origin": web_server})
         return response.status_code
 
     async def burst() -> list[int]:
