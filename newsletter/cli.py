@@ -306,10 +306,13 @@ def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="SMTP connections.")
 @click.option("--rate", type=click.FloatRange(min=0), help="Messages per second (0: no limit).")
+@click.option("--retry-failed", is_flag=True, help="Send the edition's failed deliveries "
+              "again (after fixing what refused them).")
 @pass_ctx
 def send(obj: _Context, since: str | None, until: str | None, week: str | None,
          days: int | None, dry_run: bool, yes: bool, to: str | None, categories: str | None,
-         limit: int | None, concurrency: int | None, rate: float | None) -> None:
+         limit: int | None, concurrency: int | None, rate: float | None,
+         retry_failed: bool) -> None:
     """Compose the window's edition and deliver it to every active subscriber."""
     from newsletter import send_job as sending
 
@@ -320,7 +323,8 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
     if to is not None:
         click.echo(sending.test_copy(settings, window, to, categories))
         return
-    job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate)
+    job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate,
+                          retry_failed=retry_failed)
     with job:
         click.echo(job.describe())
         if dry_run:
@@ -336,7 +340,7 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
             click.confirm(f"Send to {job.todo()} recipients via {job.via}?", abort=True)
         report = job.run(progress=sys.stderr.isatty())
         click.echo(job.summary(report))
-    if report.failed or report.deferred or report.interrupted:
+    if report.failed or report.deferred or report.stopped:
         sys.exit(1)
 
 

@@ -7,9 +7,12 @@ environment.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,6 +51,8 @@ class SendSettings:
     max_attempts: int = 5
     max_per_connection: int = 1000
     retry_delay: float = 1.0  # first backoff in seconds, doubled per attempt
+    circuit_breaker: int = 5  # consecutive server-level failures that stop a run
+    smtputf8: bool = False  # allow non-ASCII local parts, sent with SMTPUTF8
 
 
 @dataclass(frozen=True)
@@ -149,10 +154,13 @@ class _Table:
             raise self.fail(name, "must be a list of strings")
         return tuple(value)
 
-    def positive(self, name: str, kind: type, default: Any, *, allow_zero: bool = False) -> Any:
+    def positive(self, name: str, kind: type, default: Any, *, allow_zero: bool = False,
+                 most: float = math.inf) -> Any:
         value = self.get(name, kind, default)
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(name, "must be positive")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise self.fail(name, "must be a finite positive number")
+        if value > most:
+            raise self.fail(name, f"must be at most {most:g}")
         return value
 
 
@@ -180,6 +188,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     from_address = news.get("from", str, "newsletter@example.com")
     if "@" not in from_address or any(c in from_address for c in "\r\n<> "):
         raise news.fail("from", "must be a plain address like news@example.com")
+
+    _check_header_values(news)
 
     content = _Table(data.get("content", {}), where, "content")
     content.check_keys({"dir", "post_url"})
@@ -220,6 +230,34 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     )
 
 
+_PLAIN_ADDRESS = re.compile(r"[!-~]+@[A-Za-z0-9.-]+")
+_LANGUAGE = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
+
+
+def _check_header_values(news: _Table) -> None:
+    """Every value that becomes a header can be encoded, or is refused here."""
+    for name in ("name", "from_name", "postal_address"):
+        value = news.get(name, str, "")
+        if any(c in value for c in "\r\n\x00"):
+            raise news.fail(name, "must be one line")
+    reply_to = news.get("reply_to", str, "")
+    if reply_to:
+        found = getaddresses([reply_to])
+        if (len(found) != 1 or not _PLAIN_ADDRESS.fullmatch(found[0][1])
+                or any(c in reply_to for c in "\r\n")):
+            raise news.fail("reply_to", f"{reply_to!r} is not one address like "
+                            "'editor@example.com' or 'Editor <editor@example.com>' "
+                            "(a non-ASCII name is fine; the address must be ASCII)")
+    mailto = news.get("unsubscribe_mailto", str, "")
+    if mailto and not _PLAIN_ADDRESS.fullmatch(mailto):
+        raise news.fail("unsubscribe_mailto", "must be a plain ASCII address like "
+                        "unsubscribe@example.com")
+    language = news.get("language", str, "en")
+    if not _LANGUAGE.fullmatch(language):
+        raise news.fail("language", f"{language!r} is not a language tag like 'en' or "
+                        "'zh-CN'")
+
+
 def _categories(raw: Any, where: str) -> tuple[Category, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: categories: must be an array of tables ([[categories]])")
@@ -251,7 +289,7 @@ def _smtp(raw: Any, where: str) -> SmtpSettings:
         raise table.fail("tls", "must be 'starttls', 'implicit' or 'none'")
     default_port = {"starttls": 587, "implicit": 465, "none": 25}[tls]
     return SmtpSettings(
-        host=host, port=table.positive("port", int, default_port), tls=tls,
+        host=host, port=table.positive("port", int, default_port, most=65535), tls=tls,
         username=table.get("username", str, ""),
         password=os.environ.get(PASSWORD_ENV, ""),
         timeout=table.positive("timeout", float, 30.0),
@@ -262,7 +300,7 @@ def _smtp(raw: Any, where: str) -> SmtpSettings:
 def _send(raw: Any, where: str) -> SendSettings:
     table = _Table(raw, where, "send")
     table.check_keys({"concurrency", "rate", "per_hour", "max_attempts", "max_per_connection",
-                      "retry_delay"})
+                      "retry_delay", "circuit_breaker", "smtputf8"})
     return SendSettings(
         concurrency=table.positive("concurrency", int, 4),
         rate=table.positive("rate", float, 0.0, allow_zero=True),
@@ -270,6 +308,8 @@ def _send(raw: Any, where: str) -> SendSettings:
         max_attempts=table.positive("max_attempts", int, 5),
         max_per_connection=table.positive("max_per_connection", int, 1000),
         retry_delay=table.positive("retry_delay", float, 1.0, allow_zero=True),
+        circuit_breaker=table.positive("circuit_breaker", int, 5),
+        smtputf8=table.get("smtputf8", bool, False),
     )
 
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, getaddresses
 
 from markupsafe import escape
 
@@ -47,17 +47,22 @@ def encode_header(name: str, value: str) -> str:
 
 def ascii_address(email: str) -> str:
     """The address as it goes on the wire: an IDN domain in its ASCII (punycode) form.
-    (A non-ASCII local part would need SMTPUTF8; the subscriber list accepts it, the
-    server decides.)"""
+    A non-ASCII local part stays as it is: it needs SMTPUTF8 (see `needs_utf8`)."""
     local, _, domain = one_line(email).rpartition("@")
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
     return f"{local}@{domain}"
 
 
+def needs_utf8(email: str) -> bool:
+    return not email.rpartition("@")[0].isascii()
+
+
 def address(name: str, email: str) -> str:
     """`Name <address>`; a non-ASCII name RFC 2047-encoded and folded (no line over 998)."""
     name, email = one_line(name), ascii_address(email)
+    if not name:
+        return email  # formataddr refuses a non-ASCII (SMTPUTF8) address
     if name.isascii():
         return formataddr((name, email))
     encoded = Header(name, "utf-8", header_name="To").encode(linesep=CRLF)
@@ -121,7 +126,8 @@ class MessageFactory:
         local = settings.from_address.rpartition("@")[0].lower()
         list_id = re.sub(r"[^a-z0-9-]+", "-", local).strip("-") or "newsletter"
         name = one_line(settings.name).replace('"', "'")
-        phrase = f'"{name}"' if name.isascii() else Header(name, "utf-8").encode()
+        phrase = (f'"{name}"' if name.isascii()
+                  else Header(name, "utf-8").encode(linesep=CRLF))
         headers = [
             f"From: {address(settings.from_name or settings.name, settings.from_address)}",
             encode_header("Subject", variant.subject),
@@ -132,7 +138,8 @@ class MessageFactory:
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
         ]
         if settings.reply_to:
-            headers.insert(1, f"Reply-To: {one_line(settings.reply_to)}")
+            ((reply_name, reply_address),) = getaddresses([settings.reply_to])
+            headers.insert(1, f"Reply-To: {address(reply_name, reply_address)}")
         self.static_headers = CRLF.join(headers)
         slots = Slots(variant.nonce)
         names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}
@@ -169,7 +176,8 @@ class MessageFactory:
             f"Message-ID: <{one_line(mid)}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])
-        head = f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}".encode("ascii")
+        # ASCII except a non-ASCII local part, sent only over SMTPUTF8 (RFC 6532)
+        head = f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}".encode()
         text = self.text_part.encode({k: v.encode("utf-8") for k, v in text_values.items()})
         return b"".join((head, self.text_head, text, self.html_head,
                          self.html_part.encode(html_values), self.end))

@@ -9,6 +9,7 @@ A message in flight when the process dies is the only one that can be sent again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import sqlite3
@@ -27,11 +28,17 @@ from newsletter.compose import (
 from newsletter.config import Settings
 from newsletter.content import Problem
 from newsletter.errors import DeliveryError
-from newsletter.message import MessageFactory, Recipient, ascii_address
+from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import RenderedVariant, Renderer
 from newsletter.store import Store, join_categories, now_iso, split_categories
 from newsletter.tokens import Tokens
-from newsletter.transport import Connection, PermanentFailure, TransientFailure, Transport
+from newsletter.transport import (
+    Connection,
+    PermanentFailure,
+    TransientFailure,
+    Transport,
+    describe,
+)
 from newsletter.window import Window
 
 MAX_BACKOFF = 60.0
@@ -137,6 +144,8 @@ class SendOptions:
     max_attempts: int = 5
     max_per_connection: int = 1000
     retry_delay: float = 1.0
+    circuit_breaker: int = 5  # consecutive server-level failures that stop the run
+    smtputf8: bool = False
     limit: int | None = None
 
     @classmethod
@@ -145,26 +154,42 @@ class SendOptions:
         values: dict[str, object] = {
             "concurrency": s.concurrency, "rate": s.rate, "per_hour": s.per_hour,
             "max_attempts": s.max_attempts, "max_per_connection": s.max_per_connection,
-            "retry_delay": s.retry_delay}
+            "retry_delay": s.retry_delay, "circuit_breaker": s.circuit_breaker,
+            "smtputf8": s.smtputf8}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass
 class SendReport:
+    """What a run did, as data; the CLI words it."""
+
     edition_id: int
-    sent: int = 0
+    sent: int = 0  # accepted by the server (including `unrecorded`)
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
+    bounced: int = 0  # failed deliveries whose subscriber was marked bounced
     retargeted: int = 0
     interrupted: bool = False
     last_error: str = ""
+    halted: str = ""  # why the circuit breaker stopped the run
+    journal_error: str = ""  # the journal could not be written: the run stopped at once
+    unrecorded: list[str] = field(default_factory=list)  # accepted, not journaled
+    refused: dict[str, list[str]] = field(default_factory=dict)  # domain -> policy replies
     started: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> int:
         return self.sent + self.deferred + self.failed + self.skipped
+
+    @property
+    def stopped(self) -> bool:
+        return self.interrupted or bool(self.halted or self.journal_error)
+
+
+class JournalError(Exception):
+    """A delivery result could not be written to the journal."""
 
 
 class RateLimiter:
@@ -225,6 +250,8 @@ class Sender:
         self.domain = settings.from_address.rpartition("@")[2]
         self.limiter = RateLimiter(options.rate, options.per_hour, options.concurrency)
         self.fatal: DeliveryError | None = None
+        self.server_failures = 0  # consecutive; any answer about a recipient resets it
+        self.unrecorded: list[tuple[_Job, str]] = []
 
     # -- variants, including ones a subscriber moved to after the snapshot
     def factory(self, key: str) -> MessageFactory | None:
@@ -247,6 +274,7 @@ class Sender:
         return variant
 
     async def run(self) -> SendReport:
+        """Deliver every pending or deferred delivery; always ends, with a report."""
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.options.concurrency * 4)
         self.outstanding = 0
         self.produced_all = False
@@ -254,10 +282,14 @@ class Sender:
         self.retries: set[asyncio.Task[None]] = set()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         producer = asyncio.create_task(self._produce())
+        for task in (*workers, producer):
+            task.add_done_callback(self._task_ended)
         stop_wait = asyncio.create_task(self.stop.wait())
         await asyncio.wait([asyncio.create_task(self.finished.wait()), stop_wait],
                            return_when=asyncio.FIRST_COMPLETED)
-        self.report.interrupted = self.stop.is_set() and not self.finished.is_set()
+        self.report.interrupted = (self.stop.is_set() and not self.finished.is_set()
+                                   and not self.report.halted and not self.report.journal_error
+                                   and self.fatal is None)
         self.stop.set()
         producer.cancel()
         for task in self.retries:
@@ -268,20 +300,29 @@ class Sender:
             await self.queue.put(None)
         await asyncio.gather(*workers, producer, *self.retries, return_exceptions=True)
         stop_wait.cancel()
+        self._record_unrecorded()
         if self.fatal is not None and self.report.sent == 0:
             raise self.fatal
-        if self.report.sent == 0 and self.report.deferred and not self.report.failed \
-                and self.report.deferred == self.report.done:
-            raise DeliveryError(f"nothing could be sent: {self.report.last_error} "
-                                "(every delivery is kept; run the same send again to resume)")
         return self.report
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A worker or the producer that dies stops the run instead of hanging it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self.report.journal_error = self.report.journal_error or f"{type(exc).__name__}: {exc}"
+        self.stop.set()
 
     async def _produce(self) -> None:
         after, taken = 0, 0
         limit = self.options.limit
         while not self.stop.is_set():
             size = BATCH if limit is None else min(BATCH, limit - taken)
-            rows = self.store.todo(self.report.edition_id, after, size) if size > 0 else []
+            try:
+                rows = self.store.todo(self.report.edition_id, after, size) if size > 0 else []
+            except sqlite3.Error as exc:
+                raise JournalError(f"cannot read the delivery journal {self.store.path}: "
+                                   f"{exc}") from exc
             if not rows:
                 break
             for row in rows:
@@ -299,29 +340,63 @@ class Sender:
 
     def _settle(self, job: _Job, status: str, reply: str = "", *, bounce: bool = False,
                 retarget: str | None = None) -> None:
-        self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
-                          bounce_subscriber=job.subscriber_id if bounce else None,
-                          variant_key=retarget)
+        """Journal one result, then count it. A journal that cannot be written stops the
+        run at once: an accepted message not recorded would be sent again by a resume."""
         setattr(self.report, status, getattr(self.report, status) + 1)
+        self.outstanding -= 1
+        try:
+            self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
+                              bounce_subscriber=job.subscriber_id if bounce else None,
+                              variant_key=retarget)
+        except (sqlite3.Error, OSError) as exc:
+            if status == "sent":
+                self.unrecorded.append((job, reply))
+                self.report.unrecorded.append(job.email)
+            if not self.report.journal_error:
+                self.report.journal_error = (f"cannot write the delivery journal "
+                                             f"{self.store.path}: {exc}")
+            self.stop.set()
+            return
+        finally:
+            self._check_finished()
+        if bounce:
+            self.report.bounced += 1
         if retarget:
             self.report.retargeted += 1
-        self.outstanding -= 1
         self.on_result(self.report)
-        self._check_finished()
+
+    def _record_unrecorded(self) -> None:
+        """One more try for accepted messages the journal missed (a lock may be gone)."""
+        for job, reply in list(self.unrecorded):
+            try:
+                self.store.record(job.delivery_id, "sent", attempts=job.attempts, reply=reply)
+            except (sqlite3.Error, OSError):
+                continue
+            self.unrecorded.remove((job, reply))
+            self.report.unrecorded.remove(job.email)
 
     async def _requeue(self, job: _Job, delay: float) -> None:
         await asyncio.sleep(delay)
         await self.queue.put(job)
 
-    def _retry_or_defer(self, job: _Job, reply: str) -> None:
+    def _retry_or_defer(self, job: _Job, reply: str, *, retry: bool = True) -> None:
         self.report.last_error = reply
-        if job.tries >= self.options.max_attempts or self.stop.is_set():
+        if not retry or job.tries >= self.options.max_attempts or self.stop.is_set():
             self._settle(job, "deferred", reply)
             return
         delay = min(MAX_BACKOFF, self.options.retry_delay * 2 ** (job.tries - 1))
         task = asyncio.create_task(self._requeue(job, delay * random.uniform(0.5, 1.5)))
         self.retries.add(task)
         task.add_done_callback(self.retries.discard)
+
+    def _server_failed(self, job: _Job, reply: str) -> None:
+        """A failure of the server or the connection, not of this recipient: after
+        `circuit_breaker` in a row the run stops, leaving everything to a later resume."""
+        self.server_failures += 1
+        if self.server_failures >= self.options.circuit_breaker and not self.report.halted:
+            self.report.halted = f"the SMTP server {describe(self.settings)}: {reply}"
+            self.stop.set()
+        self._retry_or_defer(job, reply)
 
     def _current_target(self, job: _Job) -> tuple[str | None, MessageFactory | None]:
         """Skip a subscriber who left; follow one who changed categories."""
@@ -335,46 +410,80 @@ class Sender:
     async def _worker(self) -> None:
         conn: Connection | None = None
         used = 0
+        while (job := await self.queue.get()) is not None:
+            if self.stop.is_set():
+                continue  # left pending in the journal for the next run
+            try:
+                conn, used = await self._deliver(job, conn, used)
+            except Exception as exc:  # every failure is data: the job is deferred with it
+                conn = await _close(conn)
+                self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
+        await _close(conn)
+
+    async def _deliver(self, job: _Job, conn: Connection | None,
+                       used: int) -> tuple[Connection | None, int]:
+        """One attempt at one job; returns the connection to reuse."""
+        key, factory = self._current_target(job)
+        if factory is None or key is None:
+            self._settle(job, "skipped", "unsubscribed, bounced, removed or moved to "
+                         "a variant with no stories before sending")
+            return conn, used
+        retarget = key if key != job.variant_key else None
+        utf8 = needs_utf8(job.email)
+        if utf8 and not self.options.smtputf8:
+            self._settle(job, "failed", "the address has a non-ASCII local part: set "
+                         "[send] smtputf8 = true if your SMTP server offers SMTPUTF8",
+                         retarget=retarget)
+            return conn, used
+        message = factory.build(
+            Recipient(job.email, job.name, job.subscriber_id),
+            message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
+        await self.limiter.wait()
+        if self.stop.is_set():
+            return conn, used  # stopped while waiting: left for the next run
+        job.tries += 1
+        job.attempts += 1
         try:
-            while (job := await self.queue.get()) is not None:
-                if self.stop.is_set():
-                    continue  # left pending in the journal for the next run
-                key, factory = self._current_target(job)
-                if factory is None or key is None:
-                    self._settle(job, "skipped", "unsubscribed, bounced, removed or moved to "
-                                 "a variant with no stories before sending")
-                    continue
-                await self.limiter.wait()
-                job.tries += 1
-                job.attempts += 1
-                try:
-                    if conn is None:
-                        conn, used = await self.transport.connect(), 0
-                    message = factory.build(
-                        Recipient(job.email, job.name, job.subscriber_id),
-                        message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
-                    reply = await conn.send(self.settings.from_address,
-                                            ascii_address(job.email), message)
-                except TransientFailure as exc:
-                    if exc.reconnect and conn is not None:
-                        await conn.close()
-                        conn = None
-                    self._retry_or_defer(job, exc.reply)
-                    continue
-                except PermanentFailure as exc:
-                    self._settle(job, "failed", exc.reply, bounce=exc.bounce,
-                                 retarget=key if key != job.variant_key else None)
-                    continue
-                except DeliveryError as exc:
-                    self.fatal = exc
-                    self.report.last_error = str(exc)
-                    self.stop.set()
-                    continue
-                self._settle(job, "sent", reply, retarget=key if key != job.variant_key else None)
-                used += 1
-                if used >= self.options.max_per_connection:
-                    await conn.close()
-                    conn = None
-        finally:
-            if conn is not None:
-                await conn.close()
+            if conn is None:
+                conn, used = await self.transport.connect(), 0
+            reply = await conn.send(self.settings.from_address, ascii_address(job.email),
+                                    message, utf8=utf8)
+        except TransientFailure as exc:
+            if exc.reconnect:
+                conn = await _close(conn)
+            if exc.server:
+                self._server_failed(job, exc.reply)
+            else:
+                self.server_failures = 0
+                self._retry_or_defer(job, exc.reply)
+            return conn, used
+        except PermanentFailure as exc:
+            self.server_failures = 0
+            if not exc.bounce:
+                domain = job.email.rpartition("@")[2].lower()
+                self.report.refused.setdefault(domain, []).append(exc.reply)
+            self._settle(job, "failed", exc.reply, bounce=exc.bounce, retarget=retarget)
+            return conn, used
+        except DeliveryError as exc:  # e.g. the SMTP login failed: nothing can be sent
+            self.fatal = exc
+            self.report.last_error = str(exc)
+            self.stop.set()
+            return conn, used
+        except Exception as exc:  # e.g. a port out of range: still the server's side
+            conn = await _close(conn)
+            self._server_failed(job, f"{type(exc).__name__}: {exc}")
+            return conn, used
+        self.server_failures = 0
+        self._settle(job, "sent", reply, retarget=retarget)
+        used += 1
+        if used >= self.options.max_per_connection:
+            conn = await _close(conn)
+        return conn, used
+
+
+async def _close(conn: Connection | None) -> Connection | None:
+    """Close a connection, whatever state it is in; returns None to replace it with."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
+    return None

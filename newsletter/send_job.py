@@ -15,7 +15,7 @@ from typing import Any
 from newsletter.compose import compose_window
 from newsletter.config import Settings, secret_key
 from newsletter.errors import NewsletterError
-from newsletter.message import MessageFactory, Recipient, ascii_address
+from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import Renderer
 from newsletter.send import (
     Sender,
@@ -40,8 +40,10 @@ def signing_tokens(settings: Settings) -> Tokens:
 
 class SendJob:
     def __init__(self, settings: Settings, window: Window, *, limit: int | None = None,
-                 concurrency: int | None = None, rate: float | None = None) -> None:
+                 concurrency: int | None = None, rate: float | None = None,
+                 retry_failed: bool = False) -> None:
         self.settings, self.window = settings, window
+        self.retry_failed = retry_failed
         self.options = SendOptions.from_settings(settings, limit=limit,
                                                  concurrency=concurrency, rate=rate)
         self.tokens = signing_tokens(settings)
@@ -60,7 +62,8 @@ class SendJob:
 
     def todo(self) -> int:
         if self.snapshot is not None:
-            return self.snapshot.todo
+            again = self.snapshot.counts["failed"] if self.retry_failed else 0
+            return self.snapshot.todo + again
         assert self.plan is not None
         return sum(self.plan.recipients.values())
 
@@ -98,6 +101,10 @@ class SendJob:
         if self.snapshot is None:
             assert self.plan is not None
             self.snapshot = store_snapshot(self.store, self.plan)
+        elif self.retry_failed:
+            self.store.requeue_failed(self.snapshot.edition_id)
+            self.snapshot = find_snapshot(self.store, self.window)
+            assert self.snapshot is not None
         total = self.snapshot.todo if self.options.limit is None else min(
             self.snapshot.todo, self.options.limit)
         return asyncio.run(self._run(total, progress))
@@ -134,22 +141,42 @@ class SendJob:
     def summary(self, report: SendReport) -> str:
         assert self.snapshot is not None
         seconds = time.monotonic() - report.started
-        lines = [f"Edition {self.snapshot.number}: sent {report.sent}, deferred "
-                 f"{report.deferred}, failed {report.failed}, skipped {report.skipped} "
+        number = self.snapshot.number
+        lines = [f"Edition {number}: sent {report.sent}, deferred {report.deferred}, failed "
+                 f"{report.failed} ({report.bounced} bounced), skipped {report.skipped} "
                  f"in {seconds:.1f}s."]
+        again = "newsletter send " + _window_args(self.window)
+        if report.journal_error:
+            lines.append(f"Stopped: {report.journal_error}.")
+            if report.unrecorded:
+                lines.append(f"{len(report.unrecorded)} messages were accepted by the server "
+                             "but could not be recorded; a resume sends them again: "
+                             + ", ".join(report.unrecorded))
+            else:
+                lines.append("Every message the server accepted is recorded.")
+            lines.append(f"Fix the cause (disk space, a process holding the database), then "
+                         f"resume with `{again}`.")
+            return "\n".join(lines)
+        for domain, replies in sorted(report.refused.items()):
+            lines.append(f"Refused at {domain}: {len(replies)} (not bounced; {replies[-1]})")
         stored = find_snapshot(self.store, self.window)
         left = stored.todo if stored else 0
-        again = "newsletter send " + _window_args(self.window)
-        if report.interrupted:
+        if report.halted:
+            lines.append(f"Stopped after {self.options.circuit_breaker} failures in a row: "
+                         f"{report.halted}")
+            lines.append(f"{left} messages remain; fix the server or its settings, then "
+                         f"resume with `{again}`.")
+        elif report.interrupted:
             lines.append(f"Interrupted: every result so far is recorded. {left} messages "
                          f"remain; resume with `{again}`.")
         elif left:
             lines.append(f"{left} messages remain (deferred or over --limit); run `{again}` "
                          "again later to resume.")
         if report.failed:
-            lines.append(f"Failures: `newsletter editions show {self.snapshot.number}`.")
-        if not left and not report.interrupted:
-            lines.append(f"Edition {self.snapshot.number} is fully sent. Next: "
+            lines.append(f"Failures: `newsletter editions show {number}`; after fixing the "
+                         f"cause, `{again} --retry-failed` sends them again.")
+        if not left and not report.stopped:
+            lines.append(f"Edition {number} is fully sent. Next: "
                          "`newsletter editions` to see every edition.")
         return "\n".join(lines)
 
@@ -184,7 +211,8 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
     variant = renderer.render(edition, plan)
     factory = MessageFactory(settings, variant, renderer, signing_tokens(settings))
     reply = asyncio.run(send_one(make_transport(settings), settings.from_address,
-                                 ascii_address(email), factory.build(recipient)))
+                                 ascii_address(email), factory.build(recipient),
+                                 utf8=needs_utf8(email)))
     return (f"Sent one copy of variant {variant.key} ({variant.subject}) to {email} via "
             f"{describe(settings)}: {reply}")
 

@@ -326,6 +326,14 @@ class Store:
             db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
                        "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
 
+    def requeue_failed(self, edition_id: int) -> int:
+        """Failed deliveries of an edition become deferred: the next run tries them again
+        (a subscriber marked bounced meanwhile is skipped then)."""
+        cursor = self.db.execute("UPDATE deliveries SET status = 'deferred', updated_at = ? "
+                                 "WHERE edition_id = ? AND status = 'failed'",
+                                 (now_iso(), edition_id))
+        return int(cursor.rowcount)
+
     def failures(self, edition_id: int) -> list[sqlite3.Row]:
         return self.db.execute(
             "SELECT email, status, attempts, reply FROM deliveries WHERE edition_id = ? "

@@ -34,13 +34,17 @@ _STATUS_ALIASES = {
 }
 
 
-def normalize_email(text: str) -> tuple[str, str]:
-    """(address as stored, key compared case-insensitively); IDN domains normalized."""
+def normalize_email(text: str, *, utf8: bool = True) -> tuple[str, str]:
+    """(address as stored, key compared case-insensitively); IDN domains normalized.
+    A non-ASCII local part needs SMTPUTF8: refused unless `utf8` ([send] smtputf8)."""
     try:
         result = validate_email(text.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"invalid email address {text.strip()!r}: {exc}") from exc
     email = str(result.normalized)
+    if not utf8 and not result.local_part.isascii():
+        raise SubscriberError(f"{email}: a non-ASCII local part needs SMTPUTF8; set [send] "
+                              "smtputf8 = true if your SMTP server offers it")
     return email, email.casefold()
 
 
@@ -90,7 +94,7 @@ class Subscribers:
 
     def add(self, email: str, *, name: str = "", categories: str | None = None,
             status: str = "active", source: str = "cli") -> Subscriber:
-        address, key = normalize_email(email)
+        address, key = normalize_email(email, utf8=self.settings.send.smtputf8)
         cats = parse_categories(categories, self.settings)
         status = parse_status(status)
         with self.store.write() as db:
@@ -207,7 +211,7 @@ class _Discard(Exception):
 
 def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: dict[str, str],
                 line: int, update: bool, report: ImportReport) -> None:
-    address, key = normalize_email(row.get("email", ""))
+    address, key = normalize_email(row.get("email", ""), utf8=settings.send.smtputf8)
     try:
         db.execute("INSERT INTO import_seen VALUES (?, ?)", (key, line))
     except sqlite3.IntegrityError:

@@ -286,7 +286,8 @@ class PreferenceCenter:
         chosen = self.chosen_categories(form)
         name = str(form.get("name", ""))
         try:
-            address, key = normalize_email(str(form.get("email", ""))[:254])
+            address, key = normalize_email(str(form.get("email", ""))[:254],
+                                           utf8=self.settings.send.smtputf8)
         except SubscriberError:
             return self.signup_page(error=words["bad_form"], status=422, form=form)
         if chosen is None or len(name) > 200:
