@@ -271,10 +271,12 @@ def subscribers_import(obj: _Context, csv_file: Path, dry_run: bool, skip_invali
                         skip_invalid=skip_invalid, update=update)
     for problem in report.problems:
         click.echo(str(problem), err=True)
+    for note in report.kept_out:
+        click.echo(f"{note} (kept)", err=True)
     verb = "would import" if dry_run else "imported" if report.written else "not imported"
     click.echo(f"{verb}: {report.added} added, {report.updated} updated, "
                f"{report.unchanged} already subscribed (unchanged), "
-               f"{len(report.problems)} invalid")
+               f"{len(report.kept_out)} who left kept out, {len(report.problems)} invalid")
     if report.problems and not skip_invalid:
         click.echo("Nothing was written: fix the rows above or use --skip-invalid.", err=True)
         sys.exit(1)

@@ -210,6 +210,7 @@ class Store:
             fields["status"] = status
             if status == "active":
                 fields["confirmed_at"] = fields["updated_at"]
+                fields["unsubscribed_at"] = None
             if status == "unsubscribed":
                 fields["unsubscribed_at"] = fields["updated_at"]
         assignments = ", ".join(f"{k} = ?" for k in fields)

@@ -16,6 +16,7 @@ from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.store import STATUSES, Store, Subscriber
 
+LEFT = ("unsubscribed", "bounced", "complained")  # statuses an import never raises
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "created", "source")
 # Column names of other tools' exports (Mailchimp, listmonk) mapped to ours.
 _COLUMN_ALIASES = {
@@ -147,6 +148,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0  # existing addresses left untouched (no --update)
     problems: list[RowProblem] = field(default_factory=list)
+    kept_out: list[RowProblem] = field(default_factory=list)  # left; not re-activated
     written: bool = False
 
 
@@ -190,7 +192,7 @@ def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = 
             db.execute("DELETE FROM import_seen")
             for line, row in _open_csv(handle):
                 try:
-                    _import_row(store, settings, db, row, line, update, report)
+                    _import_row(store, settings, db, row, (label, line), update, report)
                 except SubscriberError as exc:
                     report.problems.append(RowProblem(label, line, str(exc)))
             if dry_run or (report.problems and not skip_invalid):
@@ -210,7 +212,8 @@ class _Discard(Exception):
 
 
 def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: dict[str, str],
-                line: int, update: bool, report: ImportReport) -> None:
+                where: tuple[str, int], update: bool, report: ImportReport) -> None:
+    line = where[1]
     address, key = normalize_email(row.get("email", ""), utf8=settings.send.smtputf8)
     try:
         db.execute("INSERT INTO import_seen VALUES (?, ?)", (key, line))
@@ -218,17 +221,25 @@ def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: d
         first = db.execute("SELECT line FROM import_seen WHERE email_key = ?", (key,)).fetchone()
         raise SubscriberError(f"duplicate of line {first[0]} ({address})") from None
     categories = parse_categories(row.get("categories"), settings)
-    status = parse_status(row["status"]) if row.get("status", "").strip() else "active"
+    status = parse_status(row["status"]) if row.get("status", "").strip() else None
     name = clean_name(row.get("name", ""))
-    existing = db.execute("SELECT id FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+    existing = store.subscriber(key)
     if existing is None:
         store.insert_subscriber(db, email=address, email_key=key, name=name,
-                                categories=categories, status=status,
+                                categories=categories, status=status or "active",
                                 source=row.get("source", "").strip() or "import",
                                 created_at=row.get("created", "").strip() or None)
         report.added += 1
     elif update:
-        store.update_subscriber(db, existing["id"], name=name, categories=categories,
+        if existing.status in LEFT and status in ("active", "pending"):
+            report.kept_out.append(RowProblem(
+                *where, f"{address} is {existing.status}: an import never "
+                "subscribes them again (they can sign up themselves)"))
+            status = None
+        # only the columns the file has: a file without `categories` keeps them
+        store.update_subscriber(db, existing.id,
+                                name=name if "name" in row else None,
+                                categories=categories if "categories" in row else None,
                                 status=status)
         report.updated += 1
     else:
