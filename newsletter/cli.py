@@ -310,11 +310,13 @@ def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
 @click.option("--rate", type=click.FloatRange(min=0), help="Messages per second (0: no limit).")
 @click.option("--retry-failed", is_flag=True, help="Send the edition's failed deliveries "
               "again (after fixing what refused them).")
+@click.option("--allow-overlap", is_flag=True, help="Send a window that overlaps an edition "
+              "already stored.")
 @pass_ctx
 def send(obj: _Context, since: str | None, until: str | None, week: str | None,
          days: int | None, dry_run: bool, yes: bool, to: str | None, categories: str | None,
          limit: int | None, concurrency: int | None, rate: float | None,
-         retry_failed: bool) -> None:
+         retry_failed: bool, allow_overlap: bool) -> None:
     """Compose the window's edition and deliver it to every active subscriber."""
     from newsletter import send_job as sending
 
@@ -326,7 +328,7 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
         click.echo(sending.test_copy(settings, window, to, categories))
         return
     job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate,
-                          retry_failed=retry_failed)
+                          retry_failed=retry_failed, allow_overlap=allow_overlap)
     with job:
         click.echo(job.describe())
         if dry_run:

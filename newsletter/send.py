@@ -1,9 +1,10 @@
-"""The weekly send: snapshot an edition, then deliver it, journaling every result at once.
+"""Delivering a stored edition, journaling every result at once.
 
-Nothing is lost or sent twice: the edition, its rendered variants and one delivery row per
-recipient are stored in one transaction before anything is sent; each server answer is
-committed before the next message on that connection; a re-run resumes from the journal.
-A message in flight when the process dies is the only one that can be sent again.
+Nothing is lost or sent twice: the snapshot (`snapshot.py`) stored one delivery row per
+recipient before anything is sent; each server answer is committed before the next
+message on that connection; a re-run resumes from the journal. A message in flight when
+the process dies is the only one that can be sent again. Every failure is data: a job
+ends sent, deferred, failed or skipped with its reason, and a run always ends.
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from newsletter.compose import (
-    Edition,
-    compose_window,
-    edition_from_json,
-    edition_to_json,
-    variant_categories,
-    variant_key,
-)
+from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
-from newsletter.content import Problem
 from newsletter.errors import DeliveryError
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import RenderedVariant, Renderer
-from newsletter.store import Store, join_categories, now_iso, split_categories
+from newsletter.snapshot import Plan as Plan
+from newsletter.snapshot import Snapshot as Snapshot
+from newsletter.snapshot import find_snapshot as find_snapshot
+from newsletter.snapshot import load_snapshot as load_snapshot
+from newsletter.snapshot import plan_edition as plan_edition
+from newsletter.snapshot import store_snapshot as store_snapshot
+from newsletter.store import Store
 from newsletter.tokens import Tokens
 from newsletter.transport import (
     Connection,
@@ -39,99 +37,9 @@ from newsletter.transport import (
     Transport,
     describe,
 )
-from newsletter.window import Window
 
 MAX_BACKOFF = 60.0
 BATCH = 500
-
-
-# ---------------------------------------------------------------- snapshot
-
-@dataclass
-class Plan:
-    """A composed, rendered edition not stored yet (what `send` shows before asking)."""
-
-    edition: Edition
-    variants: list[RenderedVariant]
-    recipients: dict[str, int]  # variant key -> active subscribers
-    empty: dict[str, int]  # variant key without stories -> subscribers who get nothing
-    problems: list[Problem]
-
-
-@dataclass
-class Snapshot:
-    edition_id: int
-    number: int
-    subject: str
-    variants: dict[str, int]  # variant key -> recipients
-    counts: dict[str, int]  # deliveries per status
-
-    @property
-    def todo(self) -> int:
-        return self.counts["pending"] + self.counts["deferred"]
-
-
-def plan_edition(store: Store, settings: Settings, window: Window, renderer: Renderer) -> Plan:
-    """Compose the window and render one variant per category set active subscribers chose."""
-    edition, loaded = compose_window(settings, window, store.edition_number(window))
-    plan = Plan(edition, [], {}, {}, loaded.problems)
-    for categories, count in store.variant_demand().items():
-        variant_plan = edition.plan(split_categories(categories))
-        if variant_plan.stories:
-            plan.variants.append(renderer.render(edition, variant_plan))
-            plan.recipients[variant_plan.key] = count
-        else:
-            plan.empty[variant_plan.key] = count
-    return plan
-
-
-def find_snapshot(store: Store, window: Window) -> Snapshot | None:
-    row = store.edition(window=window)
-    return None if row is None else load_snapshot(store, row)
-
-
-def load_snapshot(store: Store, row: sqlite3.Row) -> Snapshot:
-    edition_id = int(row["id"])
-    variant_rows = store.variant_rows(edition_id)
-    variants = {r["key"]: 0 for r in variant_rows}
-    for r in store.db.execute("SELECT variant_key, COUNT(*) FROM deliveries WHERE "
-                              "edition_id = ? GROUP BY variant_key", (edition_id,)):
-        variants[r[0]] = r[1]
-    subject = variant_rows[0]["subject"] if variant_rows else ""
-    return Snapshot(edition_id, int(row["number"]), str(subject), variants,
-                    store.delivery_counts(edition_id))
-
-
-def store_snapshot(store: Store, plan: Plan) -> Snapshot:
-    """Store the edition, its variants and one delivery row per recipient, in one
-    transaction, before anything is sent. Another process may have stored the same
-    window meanwhile: then that edition is the one to send."""
-    window = plan.edition.window
-    with store.write() as db:
-        if store.edition(window=window) is None:
-            cursor = db.execute(
-                "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
-                "payload) VALUES (?, ?, ?, ?, ?, ?)",
-                (plan.edition.number, window.start.isoformat(), window.end.isoformat(),
-                 now_iso(), secrets.token_hex(6), edition_to_json(plan.edition)))
-            edition_id = int(cursor.lastrowid or 0)
-            for variant in plan.variants:
-                store.insert_variant(db, edition_id, variant)
-                db.execute(
-                    "INSERT INTO deliveries (edition_id, subscriber_id, email, name, variant_key) "
-                    "SELECT ?, id, email, name, ? FROM subscribers "
-                    "WHERE status = 'active' AND categories = ?",
-                    (edition_id, variant.key, join_categories(variant.categories)))
-    snapshot = find_snapshot(store, window)
-    assert snapshot is not None
-    return snapshot
-
-
-def _variant_from_row(row: sqlite3.Row) -> RenderedVariant:
-    categories = frozenset(split_categories(row["categories"]))
-    return RenderedVariant(key=row["key"], categories=categories,
-                           subject=row["subject"], html=row["html"], text=row["text"],
-                           nonce=row["nonce"], stories=row["stories"], dropped=row["dropped"])
 
 
 # ---------------------------------------------------------------- sending
@@ -244,7 +152,7 @@ class Sender:
         row = store.edition(edition_id=edition_id)
         if row is None:
             raise DeliveryError(f"edition id {edition_id} not found")
-        self.edition_row = row
+        self.edition = row
         self.report = SendReport(edition_id)
         self.factories: dict[str, MessageFactory | None] = {}
         self.domain = settings.from_address.rpartition("@")[2]
@@ -256,15 +164,14 @@ class Sender:
     # -- variants, including ones a subscriber moved to after the snapshot
     def factory(self, key: str) -> MessageFactory | None:
         if key not in self.factories:
-            row = self.store.db.execute("SELECT * FROM variants WHERE edition_id = ? AND "
-                                        "key = ?", (self.report.edition_id, key)).fetchone()
-            variant = _variant_from_row(row) if row else self._render_new(key)
+            stored = self.store.variant(self.report.edition_id, key)
+            variant = RenderedVariant(**vars(stored)) if stored else self._render_new(key)
             self.factories[key] = (MessageFactory(self.settings, variant, self.renderer,
                                                   self.tokens) if variant else None)
         return self.factories[key]
 
     def _render_new(self, key: str) -> RenderedVariant | None:
-        edition = edition_from_json(self.edition_row["payload"])
+        edition = edition_from_json(self.edition.payload)
         plan = edition.plan(variant_categories(key))
         if not plan.stories:
             return None
@@ -326,11 +233,11 @@ class Sender:
             if not rows:
                 break
             for row in rows:
-                after = row["id"]
+                after = row.delivery_id
                 taken += 1
                 self.outstanding += 1
-                await self.queue.put(_Job(row["id"], row["subscriber_id"], row["email"],
-                                          row["name"], row["variant_key"], row["attempts"]))
+                await self.queue.put(_Job(row.delivery_id, row.subscriber_id, row.email,
+                                          row.name, row.variant_key, row.attempts))
         self.produced_all = True
         self._check_finished()
 
@@ -400,11 +307,10 @@ class Sender:
 
     def _current_target(self, job: _Job) -> tuple[str | None, MessageFactory | None]:
         """Skip a subscriber who left; follow one who changed categories."""
-        row = self.store.db.execute("SELECT status, categories, name FROM subscribers "
-                                    "WHERE id = ?", (job.subscriber_id,)).fetchone()
-        if row is None or row["status"] != "active":
+        categories = self.store.target(job.subscriber_id)
+        if categories is None:
             return None, None
-        key = variant_key(split_categories(row["categories"]))
+        key = variant_key(categories)
         return key, self.factory(key)
 
     async def _worker(self) -> None:
@@ -437,7 +343,7 @@ class Sender:
             return conn, used
         message = factory.build(
             Recipient(job.email, job.name, job.subscriber_id),
-            message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
+            message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
         await self.limiter.wait()
         if self.stop.is_set():
             return conn, used  # stopped while waiting: left for the next run

@@ -10,7 +10,6 @@ import asyncio
 import signal
 import sys
 import time
-from typing import Any
 
 from newsletter.compose import compose_window
 from newsletter.config import Settings, secret_key
@@ -26,6 +25,7 @@ from newsletter.send import (
     plan_edition,
     store_snapshot,
 )
+from newsletter.snapshot import check_overlap
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
 from newsletter.tokens import Tokens
@@ -41,7 +41,7 @@ def signing_tokens(settings: Settings) -> Tokens:
 class SendJob:
     def __init__(self, settings: Settings, window: Window, *, limit: int | None = None,
                  concurrency: int | None = None, rate: float | None = None,
-                 retry_failed: bool = False) -> None:
+                 retry_failed: bool = False, allow_overlap: bool = False) -> None:
         self.settings, self.window = settings, window
         self.retry_failed = retry_failed
         self.options = SendOptions.from_settings(settings, limit=limit,
@@ -51,6 +51,8 @@ class SendJob:
         self.renderer = Renderer(settings)
         self.via = describe(settings)
         self.snapshot = find_snapshot(self.store, window)
+        if self.snapshot is None and not allow_overlap:
+            check_overlap(self.store, window)
         self.plan = None if self.snapshot else plan_edition(self.store, settings, window,
                                                             self.renderer)
 
@@ -223,11 +225,11 @@ def edition_lines(settings: Settings) -> list[str]:
     if not rows:
         return ["No editions yet. Send one with `newsletter send`."]
     lines = []
-    for row in rows:
-        lines.append(f"#{row['number']:<4} {row['window_start'][:10]} – {row['window_end'][:10]}"
-                     f"  recipients {row['recipients'] or 0}, sent {row['sent'] or 0}, "
-                     f"pending {row['pending'] or 0}, deferred {row['deferred'] or 0}, "
-                     f"failed {row['failed'] or 0}, skipped {row['skipped'] or 0}")
+    for row, n in rows:
+        lines.append(f"#{row.number:<4} {row.window_start[:10]} – {row.window_end[:10]}"
+                     f"  recipients {n['recipients']}, sent {n['sent']}, "
+                     f"pending {n['pending']}, deferred {n['deferred']}, "
+                     f"failed {n['failed']}, skipped {n['skipped']}")
     return lines
 
 
@@ -237,13 +239,13 @@ def edition_detail(settings: Settings, number: int) -> list[str]:
         if row is None:
             raise NewsletterError(f"no edition {number} (see `newsletter editions`)")
         snap = load_snapshot(store, row)
-        failures: list[Any] = store.failures(snap.edition_id)
-    lines = [f"Edition {number}: {row['window_start']} – {row['window_end']}",
+        failures = store.failures(snap.edition_id)
+    lines = [f"Edition {number}: {row.window_start} – {row.window_end}",
              f"Subject: {snap.subject}",
              "Deliveries: " + ", ".join(f"{k} {v}" for k, v in snap.counts.items())]
     lines += [f"  variant {k}: {v} recipients" for k, v in snap.variants.items()]
     if failures:
         lines.append("Failed or deferred:")
-        lines += [f"  {f['email']}  {f['status']} after {f['attempts']} attempts: {f['reply']}"
+        lines += [f"  {f.email}  {f.status} after {f.attempts} attempts: {f.reply}"
                   for f in failures]
     return lines

@@ -119,6 +119,54 @@ class Subscriber:
         return data
 
 
+@dataclass(frozen=True)
+class EditionRow:
+    id: int
+    number: int
+    window_start: str
+    window_end: str
+    created_at: str
+    nonce: str
+    payload: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> EditionRow:
+        return cls(row["id"], row["number"], row["window_start"], row["window_end"],
+                   row["created_at"], row["nonce"], row["payload"])
+
+
+@dataclass(frozen=True)
+class StoredVariant:
+    """A rendered variant as stored (the fields of `render.RenderedVariant`)."""
+
+    key: str
+    categories: frozenset[str]
+    subject: str
+    html: str
+    text: str
+    nonce: str
+    stories: int
+    dropped: int
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    variant_key: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    email: str
+    status: str
+    attempts: int
+    reply: str
+
+
 class StoreError(NewsletterError):
     """The database file cannot be opened or is newer than this program."""
 
@@ -266,7 +314,7 @@ class Store:
     # ------------------------------------------------------------ editions and deliveries
 
     def edition(self, *, edition_id: int | None = None, window: Window | None = None,
-                number: int | None = None) -> sqlite3.Row | None:
+                number: int | None = None) -> EditionRow | None:
         args: tuple[object, ...]
         if edition_id is not None:
             where, args = "id = ?", (edition_id,)
@@ -276,18 +324,45 @@ class Store:
             assert window is not None
             where = "window_start = ? AND window_end = ?"
             args = (window.start.isoformat(), window.end.isoformat())
-        row: sqlite3.Row | None = self.db.execute(
-            f"SELECT * FROM editions WHERE {where}", args).fetchone()
-        return row
+        row = self.db.execute(f"SELECT * FROM editions WHERE {where}", args).fetchone()
+        return EditionRow.from_row(row) if row else None
 
-    def editions(self) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT e.*, "
-            "SUM(d.status = 'sent') AS sent, SUM(d.status = 'failed') AS failed, "
-            "SUM(d.status = 'deferred') AS deferred, SUM(d.status = 'skipped') AS skipped, "
-            "SUM(d.status = 'pending') AS pending, COUNT(d.id) AS recipients "
-            "FROM editions e LEFT JOIN deliveries d ON d.edition_id = e.id "
-            "GROUP BY e.id ORDER BY e.number").fetchall()
+    def editions(self) -> list[tuple[EditionRow, dict[str, int]]]:
+        """Every edition with its deliveries per status (and 'recipients', their sum)."""
+        result = []
+        for row in self.db.execute("SELECT * FROM editions ORDER BY number").fetchall():
+            counts = self.delivery_counts(row["id"])
+            counts["recipients"] = sum(counts.values())
+            result.append((EditionRow.from_row(row), counts))
+        return result
+
+    def editions_overlapping(self, window: Window) -> list[EditionRow]:
+        """Stored editions whose window overlaps `window` (its own excluded)."""
+        found = []
+        for row in self.db.execute("SELECT * FROM editions ORDER BY number"):
+            edition = EditionRow.from_row(row)
+            start = datetime.fromisoformat(edition.window_start)
+            end = datetime.fromisoformat(edition.window_end)
+            if (start, end) != (window.start, window.end) and \
+                    start < window.end and window.start < end:
+                found.append(edition)
+        return found
+
+    def insert_edition(self, db: sqlite3.Connection, *, number: int, window: Window,
+                       nonce: str, payload: str) -> int:
+        cursor = db.execute(
+            "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
+            "payload) VALUES (?, ?, ?, ?, ?, ?)",
+            (number, window.start.isoformat(), window.end.isoformat(), now_iso(), nonce,
+             payload))
+        return int(cursor.lastrowid or 0)
+
+    def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
+                          key: str) -> None:
+        """One pending delivery per active subscriber who chose exactly `categories`."""
+        db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
+                   "variant_key) SELECT ?, id, email, name, ? FROM subscribers "
+                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories))
 
     def delivery_counts(self, edition_id: int) -> dict[str, int]:
         counts = {s: 0 for s in DELIVERY_STATES}
@@ -296,9 +371,29 @@ class Store:
             counts[row[0]] = row[1]
         return counts
 
-    def variant_rows(self, edition_id: int) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM variants WHERE edition_id = ? ORDER BY key",
-                               (edition_id,)).fetchall()
+    def recipients_per_variant(self, edition_id: int) -> dict[str, int]:
+        counts = {row["key"]: 0 for row in self.db.execute(
+            "SELECT key FROM variants WHERE edition_id = ? ORDER BY key", (edition_id,))}
+        for row in self.db.execute("SELECT variant_key, COUNT(*) FROM deliveries WHERE "
+                                   "edition_id = ? GROUP BY variant_key", (edition_id,)):
+            counts[row[0]] = row[1]
+        return counts
+
+    def edition_subject(self, edition_id: int) -> str:
+        row = self.db.execute("SELECT subject FROM variants WHERE edition_id = ? ORDER BY key "
+                              "LIMIT 1", (edition_id,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def variant(self, edition_id: int, key: str) -> StoredVariant | None:
+        row = self.db.execute("SELECT * FROM variants WHERE edition_id = ? AND key = ?",
+                              (edition_id, key)).fetchone()
+        if row is None:
+            return None
+        return StoredVariant(key=row["key"],
+                             categories=frozenset(split_categories(row["categories"])),
+                             subject=row["subject"], html=row["html"], text=row["text"],
+                             nonce=row["nonce"], stories=row["stories"],
+                             dropped=row["dropped"])
 
     def insert_variant(self, db: sqlite3.Connection, edition_id: int, variant: Any) -> None:
         db.execute("INSERT OR IGNORE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -306,12 +401,20 @@ class Store:
                     variant.subject, variant.html, variant.text, variant.nonce,
                     variant.stories, variant.dropped))
 
-    def todo(self, edition_id: int, after_id: int, batch: int) -> list[sqlite3.Row]:
+    def todo(self, edition_id: int, after_id: int, batch: int) -> list[PendingDelivery]:
         """The next deliveries still to send (pending, or deferred by an earlier run)."""
-        return self.db.execute(
+        return [PendingDelivery(*row) for row in self.db.execute(
             "SELECT id, subscriber_id, email, name, variant_key, attempts FROM deliveries "
             "WHERE edition_id = ? AND status IN ('pending', 'deferred') AND id > ? "
-            "ORDER BY id LIMIT ?", (edition_id, after_id, batch)).fetchall()
+            "ORDER BY id LIMIT ?", (edition_id, after_id, batch))]
+
+    def target(self, subscriber_id: int) -> tuple[str, ...] | None:
+        """The categories of an active subscriber; None when they left or were removed."""
+        row = self.db.execute("SELECT status, categories FROM subscribers WHERE id = ?",
+                              (subscriber_id,)).fetchone()
+        if row is None or row["status"] != "active":
+            return None
+        return split_categories(row["categories"])
 
     def record(self, delivery_id: int, status: str, *, attempts: int, reply: str = "",
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
@@ -335,15 +438,15 @@ class Store:
                                  (now_iso(), edition_id))
         return int(cursor.rowcount)
 
-    def failures(self, edition_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
+    def failures(self, edition_id: int) -> list[DeliveryRow]:
+        return [DeliveryRow(*row) for row in self.db.execute(
             "SELECT email, status, attempts, reply FROM deliveries WHERE edition_id = ? "
-            "AND status IN ('failed', 'deferred') ORDER BY id", (edition_id,)).fetchall()
+            "AND status IN ('failed', 'deferred') ORDER BY id", (edition_id,))]
 
     def edition_number(self, window: Window) -> int:
         """The number of the window's stored edition, or the one a new edition would get."""
         stored = self.edition(window=window)
         if stored is not None:
-            return int(stored["number"])
+            return stored.number
         row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()
         return int(row[0] or 0) + 1
