@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
 from newsletter.errors import DeliveryError
+from newsletter.limits import Limits
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import RenderedVariant, Renderer
 from newsletter.snapshot import Plan as Plan
@@ -100,35 +101,6 @@ class JournalError(Exception):
     """A delivery result could not be written to the journal."""
 
 
-class RateLimiter:
-    """One token bucket for messages per second, and one for the hourly cap."""
-
-    def __init__(self, rate: float, per_hour: int, burst: int) -> None:
-        self.buckets = [(rate, float(max(1, burst)))] if rate > 0 else []
-        if per_hour > 0:
-            self.buckets.append((per_hour / 3600.0, float(per_hour)))
-        self.tokens = [capacity for _, capacity in self.buckets]
-        self.stamp = time.monotonic()
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.buckets:
-            return
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                elapsed, self.stamp = now - self.stamp, now
-                delay = 0.0
-                for n, (rate, capacity) in enumerate(self.buckets):
-                    self.tokens[n] = min(capacity, self.tokens[n] + elapsed * rate)
-                    if self.tokens[n] < 1:
-                        delay = max(delay, (1 - self.tokens[n]) / rate)
-                if delay <= 0:
-                    self.tokens = [t - 1 for t in self.tokens]
-                    return
-                await asyncio.sleep(delay)
-
-
 @dataclass
 class _Job:
     delivery_id: int
@@ -156,7 +128,8 @@ class Sender:
         self.report = SendReport(edition_id)
         self.factories: dict[str, MessageFactory | None] = {}
         self.domain = settings.from_address.rpartition("@")[2]
-        self.limiter = RateLimiter(options.rate, options.per_hour, options.concurrency)
+        self.limits = Limits(store, rate=options.rate, per_hour=options.per_hour,
+                             burst=options.concurrency, stop=self.stop)
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
@@ -344,16 +317,17 @@ class Sender:
         message = factory.build(
             Recipient(job.email, job.name, job.subscriber_id),
             message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
-        await self.limiter.wait()
-        if self.stop.is_set():
+        if not await self.limits.acquire():
             return conn, used  # stopped while waiting: left for the next run
         job.tries += 1
         job.attempts += 1
+        accepted = False
         try:
             if conn is None:
                 conn, used = await self.transport.connect(), 0
             reply = await conn.send(self.settings.from_address, ascii_address(job.email),
                                     message, utf8=utf8)
+            accepted = True
         except TransientFailure as exc:
             if exc.reconnect:
                 conn = await _close(conn)
@@ -379,6 +353,8 @@ class Sender:
             conn = await _close(conn)
             self._server_failed(job, f"{type(exc).__name__}: {exc}")
             return conn, used
+        finally:
+            self.limits.settle(accepted=accepted)
         self.server_failures = 0
         self._settle(job, "sent", reply, retarget=retarget)
         used += 1

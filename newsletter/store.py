@@ -430,6 +430,13 @@ class Store:
             db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
                        "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
 
+    def sent_since(self, since: str) -> list[str]:
+        """When each delivery accepted since `since` (any edition) was recorded, oldest
+        first: what the hourly cap counts."""
+        return [row[0] for row in self.db.execute(
+            "SELECT updated_at FROM deliveries WHERE status = 'sent' AND updated_at >= ? "
+            "ORDER BY updated_at", (since,))]
+
     def requeue_failed(self, edition_id: int) -> int:
         """Failed deliveries of an edition become deferred: the next run tries them again
         (a subscriber marked bounced meanwhile is skipped then)."""
