@@ -98,3 +98,10 @@ def test_hourly_cap_counts_the_journal_across_editions_and_runs(
     assert resumed.sent == 0  # a resume sees the same hour in the journal
     free, _ = timed_run(settings, next_week, per_hour=100)
     assert free.sent == 3
+
+
+def test_stop_takes_not_one_more_message(settings: Settings, week: Any) -> None:  # noqa: F811
+    add(settings, *[(f"n{n}@example.com", "", "") for n in range(40)])
+    report, _ = timed_run(settings, week, concurrency=1, stop_after_results=5)
+    assert report.interrupted and report.sent == 5
+    assert len(list((settings.outbox_dir / "new").iterdir())) == 5
