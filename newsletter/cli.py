@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,10 @@ class _Group(click.Group):
             click.echo(f"Error: {where}{f':{line}' if line else ''}: {exc.message or exc} "
                        "(fix the template)", err=True)
             ctx.exit(2)
+        except BrokenPipeError:  # `newsletter editions show 1 | head`: the reader left
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except OSError as exc:  # unreadable or unwritable files and folders
             target = exc.filename or ""
             click.echo(f"Error: {target}: {exc.strerror or exc}", err=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
@@ -76,6 +78,7 @@ class Settings:
     outbox_dir: Path = Path("outbox")
     templates_dir: Path = Path("templates")
     max_html_bytes: int = 100_000
+    special_use_domains: bool = False  # accept subscribers at .test, .local, .invalid …
     smtp: SmtpSettings | None = None
     send: SendSettings = field(default_factory=SendSettings)
 
@@ -175,7 +178,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
 
     news = _Table(data.get("newsletter", {}), where, "newsletter")
     news.check_keys({"name", "from", "from_name", "reply_to", "base_url", "timezone", "language",
-                     "postal_address", "unsubscribe_mailto", "max_html_bytes"})
+                     "postal_address", "unsubscribe_mailto", "max_html_bytes",
+                      "special_use_domains"})
     tz_name = news.get("timezone", str, "UTC")
     try:
         tz = ZoneInfo(tz_name)
@@ -183,8 +187,12 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         raise news.fail("timezone", f"unknown IANA timezone {tz_name!r} (e.g. 'Asia/Shanghai')"
                         ) from exc
     base_url = news.get("base_url", str, "https://example.com").rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise news.fail("base_url", "must start with https:// (or http://)")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in base_url:
+        raise news.fail("base_url", "must start with https:// (or http://) and a host")
+    if parts.query or parts.fragment:
+        raise news.fail("base_url", "must not have a ?query or #fragment (a path like "
+                        "https://example.com/blog is fine)")
     from_address = news.get("from", str, "newsletter@example.com")
     if "@" not in from_address or any(c in from_address for c in "\r\n<> "):
         raise news.fail("from", "must be a plain address like news@example.com")
@@ -219,8 +227,9 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         postal_address=news.get("postal_address", str, ""),
         unsubscribe_mailto=news.get("unsubscribe_mailto", str, ""),
         max_html_bytes=news.positive("max_html_bytes", int, 100_000),
+        special_use_domains=news.get("special_use_domains", bool, False),
         content_dir=resolve(content, "dir", "content"),
-        post_url=content.get("post_url", str, "/posts/{slug}/"),
+        post_url=_post_url(content),
         categories=_categories(data.get("categories", []), where),
         store_path=resolve(store, "path", "subscribers/newsletter.db"),
         outbox_dir=resolve(outbox, "dir", "outbox"),
@@ -228,6 +237,27 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
         send=_send(data.get("send", {}), where),
     )
+
+
+POST_URL_FIELDS = ("slug", "year", "month", "day")
+
+
+def _post_url(table: _Table) -> str:
+    """The post URL pattern, with only the placeholders it can be given."""
+    pattern: str = table.get("post_url", str, "/posts/{slug}/")
+    hint = "use {slug}, {year}, {month} and {day} (write {{ and }} for literal braces)"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+    except ValueError as exc:
+        raise table.fail("post_url", f"{pattern!r}: {exc}; {hint}") from exc
+    for name in fields:
+        if name not in POST_URL_FIELDS:
+            raise table.fail("post_url", f"{pattern!r}: unknown placeholder {{{name}}}; {hint}")
+    try:
+        pattern.format(**{name: "x" for name in POST_URL_FIELDS})
+    except (ValueError, IndexError, KeyError, AttributeError) as exc:  # e.g. {slug.x}
+        raise table.fail("post_url", f"{pattern!r}: {exc}; {hint}") from exc
+    return pattern
 
 
 _PLAIN_ADDRESS = re.compile(r"[!-~]+@[A-Za-z0-9.-]+")

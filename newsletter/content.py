@@ -95,15 +95,26 @@ def load_digests(settings: Settings, window: Window | None = None,
     return result
 
 
-def iter_digest_files(folder: Path) -> Iterator[Path]:
-    """Markdown files under `folder`, in name order, skipping hidden files and folders."""
+def iter_digest_files(folder: Path, _seen: set[tuple[int, int]] | None = None
+                      ) -> Iterator[Path]:
+    """Markdown files under `folder`, in name order, skipping hidden files and folders;
+    each real folder once, so a symlink loop ends."""
+    seen = set() if _seen is None else _seen
+    info = folder.stat()
+    seen.add((info.st_dev, info.st_ino))
     with os.scandir(folder) as scan:
         entries = sorted(scan, key=lambda e: e.name)
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            yield from iter_digest_files(Path(entry.path))
+        try:
+            is_dir = entry.is_dir()
+            ident = (entry.stat().st_dev, entry.stat().st_ino) if is_dir else None
+        except OSError:  # a dangling or looping link
+            continue
+        if is_dir:
+            if ident not in seen:
+                yield from iter_digest_files(Path(entry.path), seen)
         elif entry.is_file() and entry.name.lower().endswith(SUFFIXES):
             yield Path(entry.path)
 
@@ -154,15 +165,26 @@ def _whole_characters(raw: bytes) -> bytes:
     return raw
 
 
+def _refuse_aliases(fm: str) -> None:
+    """YAML aliases (`*name`) can expand into billions of values; front matter never
+    needs them."""
+    if "*" in fm and any(isinstance(event, yaml.AliasEvent)
+                         for event in yaml.parse(fm, Loader=_YAML_LOADER)):
+        raise yaml.YAMLError("YAML aliases (*name) are not allowed in front matter; "
+                             "write the values out")
+
+
 class _FastYAMLHandler(YAMLHandler):
     """YAML front matter with the C loader when PyYAML has one (10x faster)."""
 
     def load(self, fm: str, **kwargs: Any) -> Any:
+        _refuse_aliases(fm)
         return yaml.load(fm, Loader=_YAML_LOADER)
 
     def load_keys(self, fm: str, keys: tuple[str, ...]) -> Any:
         """Parse the whole document (so errors show) but build only `keys`' values: for a
         post outside the window nothing else is needed, and building is the slow part."""
+        _refuse_aliases(fm)
         loader = _YAML_LOADER(fm)
         try:
             node = loader.get_single_node()
@@ -331,13 +353,14 @@ def build_digest(header: Header, settings: Settings, aliases: dict[str, str]) ->
 def post_url(meta: dict[str, Any], path: Path, moment: datetime, settings: Settings) -> str:
     explicit = _meta_text(meta, "url")
     if explicit:
-        return urljoin(settings.base_url + "/", explicit)
+        return urljoin(settings.base_url + "/", explicit.lstrip("/"))
     slug = _meta_text(meta, "slug") or path.stem
     local = moment.astimezone(settings.timezone)
     relative = settings.post_url.format(
         slug=quote(slug), year=f"{local.year:04d}", month=f"{local.month:02d}",
         day=f"{local.day:02d}")
-    return urljoin(settings.base_url + "/", relative)
+    # relative to the site, base_url's path included (https://example.com/blog/posts/…)
+    return urljoin(settings.base_url + "/", relative.lstrip("/"))
 
 
 def _meta_text(meta: dict[str, Any], key: str) -> str:

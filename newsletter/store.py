@@ -209,6 +209,14 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            tables = [row[0] for row in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            if tables:
+                raise StoreError(f"{self.path}: not a newsletter database (it has other "
+                                 f"tables: {', '.join(tables[:5])}); point [store] path at "
+                                 "a new file")
         if version > len(_MIGRATIONS):
             raise StoreError(f"{self.path}: schema version {version} is newer than this "
                              "program; upgrade newsletter")

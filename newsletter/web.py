@@ -32,7 +32,7 @@ from newsletter.errors import SubscriberError
 from newsletter.message import ascii_address
 from newsletter.starter import packaged_templates
 from newsletter.store import Store, Subscriber
-from newsletter.subscribers import Subscribers, clean_name, normalize_email
+from newsletter.subscribers import Subscribers, clean_name, new_address
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
 from newsletter.transport import make_transport, send_one
 
@@ -286,8 +286,7 @@ class PreferenceCenter:
         chosen = self.chosen_categories(form)
         name = str(form.get("name", ""))
         try:
-            address, key = normalize_email(str(form.get("email", ""))[:254],
-                                           utf8=self.settings.send.smtputf8)
+            address, key = new_address(str(form.get("email", ""))[:254], self.settings)
         except SubscriberError:
             return self.signup_page(error=words["bad_form"], status=422, form=form)
         if chosen is None or len(name) > 200:
