@@ -79,38 +79,53 @@ def _b64(data: bytes) -> bytes:
 class Base64Part:
     """A part's text with slots, base64-encoded ahead of time in whole lines.
 
-    Per message only each slot's value (with the few raw bytes before it) is encoded; it is
-    padded with spaces where spaces are harmless (after an attribute's closing quote, or in
-    text), so the static text after it starts on a line boundary and its lines are reused.
+    Per message only what varies is encoded: each slot's value with the raw bytes around
+    it. Where spaces are harmless (HTML, right before a tag or after an attribute's
+    closing quote, which moves in front of them) the value is padded with spaces so the
+    static text after it starts on a line boundary and its encoded lines are reused.
+    Anywhere else (a URL a template extends, the plain-text part) nothing is padded: the
+    text after the slot is encoded with it, so the message reads exactly as rendered.
     """
 
-    def __init__(self, text: str, slots: dict[str, str]) -> None:
+    def __init__(self, text: str, slots: dict[str, str], *, pad: bool) -> None:
         pieces = re.split("(" + "|".join(re.escape(s) for s in slots) + ")", text)
-        self.static: list[bytes] = []  # whole encoded lines of each static piece
-        self.tails: list[bytes] = []  # its raw remainder, encoded with the next value
+        self.raw: list[bytes] = []  # each static piece
+        self.lines: list[bytes] = []  # its whole encoded lines, when it starts aligned
+        self.tails: list[bytes] = []  # its raw remainder after those lines
         self.names: list[str] = []  # the slot after each static piece
-        self.quotes: list[bytes] = []  # a closing quote moved before the padding
+        self.pads: list[bytes | None] = []  # per slot: None, or what goes before padding
         for n in range(0, len(pieces), 2):
             raw = pieces[n].encode("utf-8")
-            if n and raw.startswith(b'"'):
-                self.quotes.append(b'"')
-                raw = raw[1:]
-            elif n:
-                self.quotes.append(b"")
+            if n:
+                if pad and raw.startswith(b'"'):
+                    self.pads.append(b'"')
+                    raw = raw[1:]
+                elif pad and raw.startswith(b"<"):
+                    self.pads.append(b"")
+                else:
+                    self.pads.append(None)
             whole = len(raw) - len(raw) % LINE_BYTES
-            self.static.append(_b64(raw[:whole]) if whole else b"")
+            self.raw.append(raw)
+            self.lines.append(_b64(raw[:whole]) if whole else b"")
             self.tails.append(raw[whole:])
             if n + 1 < len(pieces):
                 self.names.append(slots[pieces[n + 1]])
 
     def encode(self, values: dict[str, bytes]) -> bytes:
-        out = [self.static[0]]
+        out = [self.lines[0]]
+        pending = self.tails[0]  # raw bytes not encoded yet
         for k, name in enumerate(self.names):
-            chunk = self.tails[k] + values[name] + self.quotes[k]
-            chunk += b" " * (-len(chunk) % LINE_BYTES)
-            out += (_b64(chunk), self.static[k + 1])
-        if self.tails[-1]:
-            out.append(_b64(self.tails[-1]))
+            pending += values[name]
+            moved = self.pads[k]
+            if moved is None:  # not paddable: the next static piece goes out with it
+                pending += self.raw[k + 1]
+                continue
+            pending += moved
+            pending += b" " * (-len(pending) % LINE_BYTES)
+            out += (_b64(pending), self.lines[k + 1])
+            pending = self.tails[k + 1]
+        if pending:
+            out.append(_b64(pending))
         return b"".join(out)
 
 
@@ -143,8 +158,8 @@ class MessageFactory:
         self.static_headers = CRLF.join(headers)
         slots = Slots(variant.nonce)
         names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}
-        self.html_part = Base64Part(variant.html, names)
-        self.text_part = Base64Part(variant.text, names)
+        self.html_part = Base64Part(variant.html, names, pad=True)
+        self.text_part = Base64Part(variant.text, names, pad=False)
         b = self.boundary
         self.text_head = (f"--{b}{CRLF}Content-Type: text/plain; charset=\"utf-8\"{CRLF}"
                           f"Content-Transfer-Encoding: base64{CRLF}{CRLF}").encode("ascii")
