@@ -78,8 +78,9 @@ class Limits:
     """Per-second pacing and the hourly cap, both interruptible by `stop`."""
 
     def __init__(self, store: Store, *, rate: float, per_hour: int, burst: int,
-                 stop: asyncio.Event, period: float = HOUR) -> None:
-        self.stop = stop
+                 stop: asyncio.Event, period: float = HOUR,
+                 on_wait: Callable[[float], None] = lambda seconds: None) -> None:
+        self.stop, self.on_wait = stop, on_wait
         self.pacer: AsyncLimiter | None = None
         if rate > 0:
             size = max(1.0, min(float(burst), rate))  # bursts no larger than the pool
@@ -92,6 +93,7 @@ class Limits:
         if self.hourly is not None:
             while (delay := self.hourly.delay()) > 0:
                 self.waits += 1
+                self.on_wait(delay)
                 if not await race(asyncio.sleep(delay), self.stop):
                     return False
             self.hourly.in_flight += 1

@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import random
 import sqlite3
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
@@ -23,6 +21,9 @@ from newsletter.errors import DeliveryError
 from newsletter.limits import Limits
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import RenderedVariant, Renderer
+from newsletter.send_report import OnEvent, Settled, Stopping, Waiting
+from newsletter.send_report import SendOptions as SendOptions
+from newsletter.send_report import SendReport as SendReport
 from newsletter.snapshot import Plan as Plan
 from newsletter.snapshot import Snapshot as Snapshot
 from newsletter.snapshot import find_snapshot as find_snapshot
@@ -45,58 +46,6 @@ BATCH = 500
 
 # ---------------------------------------------------------------- sending
 
-@dataclass(frozen=True)
-class SendOptions:
-    concurrency: int = 4
-    rate: float = 0.0
-    per_hour: int = 0
-    max_attempts: int = 5
-    max_per_connection: int = 1000
-    retry_delay: float = 1.0
-    circuit_breaker: int = 5  # consecutive server-level failures that stop the run
-    smtputf8: bool = False
-    limit: int | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> SendOptions:
-        s = settings.send
-        values: dict[str, object] = {
-            "concurrency": s.concurrency, "rate": s.rate, "per_hour": s.per_hour,
-            "max_attempts": s.max_attempts, "max_per_connection": s.max_per_connection,
-            "retry_delay": s.retry_delay, "circuit_breaker": s.circuit_breaker,
-            "smtputf8": s.smtputf8}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
-
-
-@dataclass
-class SendReport:
-    """What a run did, as data; the CLI words it."""
-
-    edition_id: int
-    sent: int = 0  # accepted by the server (including `unrecorded`)
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    bounced: int = 0  # failed deliveries whose subscriber was marked bounced
-    retargeted: int = 0
-    interrupted: bool = False
-    last_error: str = ""
-    halted: str = ""  # why the circuit breaker stopped the run
-    journal_error: str = ""  # the journal could not be written: the run stopped at once
-    unrecorded: list[str] = field(default_factory=list)  # accepted, not journaled
-    refused: dict[str, list[str]] = field(default_factory=dict)  # domain -> policy replies
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.deferred + self.failed + self.skipped
-
-    @property
-    def stopped(self) -> bool:
-        return self.interrupted or bool(self.halted or self.journal_error)
-
-
 class JournalError(Exception):
     """A delivery result could not be written to the journal."""
 
@@ -116,11 +65,11 @@ class Sender:
     def __init__(self, store: Store, settings: Settings, edition_id: int,
                  transport: Transport, options: SendOptions, *, renderer: Renderer,
                  tokens: Tokens, stop: asyncio.Event | None = None,
-                 on_result: Callable[[SendReport], None] | None = None) -> None:
+                 on_event: OnEvent | None = None) -> None:
         self.store, self.settings, self.transport = store, settings, transport
         self.options, self.renderer, self.tokens = options, renderer, tokens
         self.stop = stop or asyncio.Event()
-        self.on_result = on_result or (lambda report: None)
+        self.on_event: OnEvent = on_event or (lambda event, report: None)
         row = store.edition(edition_id=edition_id)
         if row is None:
             raise DeliveryError(f"edition id {edition_id} not found")
@@ -129,7 +78,8 @@ class Sender:
         self.factories: dict[str, MessageFactory | None] = {}
         self.domain = settings.from_address.rpartition("@")[2]
         self.limits = Limits(store, rate=options.rate, per_hour=options.per_hour,
-                             burst=options.concurrency, stop=self.stop)
+                             burst=options.concurrency, stop=self.stop,
+                             on_wait=lambda s: self.on_event(Waiting(s), self.report))
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
@@ -235,6 +185,7 @@ class Sender:
             if not self.report.journal_error:
                 self.report.journal_error = (f"cannot write the delivery journal "
                                              f"{self.store.path}: {exc}")
+                self.on_event(Stopping("journal", self.report.journal_error), self.report)
             self.stop.set()
             return
         finally:
@@ -243,7 +194,7 @@ class Sender:
             self.report.bounced += 1
         if retarget:
             self.report.retargeted += 1
-        self.on_result(self.report)
+        self.on_event(Settled(job.email, status, reply), self.report)
 
     def _record_unrecorded(self) -> None:
         """One more try for accepted messages the journal missed (a lock may be gone)."""
@@ -275,6 +226,7 @@ class Sender:
         self.server_failures += 1
         if self.server_failures >= self.options.circuit_breaker and not self.report.halted:
             self.report.halted = f"the SMTP server {describe(self.settings)}: {reply}"
+            self.on_event(Stopping("breaker", self.report.halted), self.report)
             self.stop.set()
         self._retry_or_defer(job, reply)
 

@@ -25,6 +25,7 @@ from newsletter.send import (
     plan_edition,
     store_snapshot,
 )
+from newsletter.send_report import SendEvent, Settled, Waiting
 from newsletter.snapshot import check_overlap
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
@@ -117,10 +118,18 @@ class SendJob:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        shown = [0.0]
+        shown = [0.0, 0.0]  # last progress line, last notice of a wait
 
-        def show(report: SendReport) -> None:
+        def show(event: SendEvent, report: SendReport) -> None:
             now = time.monotonic()
+            if isinstance(event, Waiting):
+                if event.seconds >= 5 and now - shown[1] > 60:
+                    shown[1] = now
+                    sys.stderr.write(f"\nHourly cap ([send] per_hour) reached: waiting "
+                                     f"{event.seconds:,.0f}s (Ctrl+C stops; resume later).\n")
+                return
+            if not isinstance(event, Settled):
+                return
             if progress and (now - shown[0] > 0.25 or report.done == total):
                 shown[0] = now
                 rate = report.done / max(now - report.started, 1e-6)
@@ -131,7 +140,7 @@ class SendJob:
 
         sender = Sender(self.store, self.settings, self.snapshot.edition_id,
                         make_transport(self.settings), self.options, renderer=self.renderer,
-                        tokens=self.tokens, stop=stop, on_result=show)
+                        tokens=self.tokens, stop=stop, on_event=show)
         try:
             return await sender.run()
         finally:

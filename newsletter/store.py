@@ -273,6 +273,21 @@ class Store:
         db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?",
                    (*fields.values(), subscriber_id))
 
+    def start_import(self, db: sqlite3.Connection) -> None:
+        """A scratch table of the addresses one import has seen, to report duplicates."""
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
+                   "(email_key TEXT PRIMARY KEY, line INTEGER)")
+        db.execute("DELETE FROM import_seen")
+
+    def seen_in_import(self, db: sqlite3.Connection, email_key: str, line: int) -> int | None:
+        """The line that had this address before in the import, or None (and remember it)."""
+        first = db.execute("SELECT line FROM import_seen WHERE email_key = ?",
+                           (email_key,)).fetchone()
+        if first is not None:
+            return int(first[0])
+        db.execute("INSERT INTO import_seen VALUES (?, ?)", (email_key, line))
+        return None
+
     def erase_subscriber(self, email_key: str) -> int:
         """Delete the person everywhere: their row and every delivery row naming them."""
         with self.write() as db:

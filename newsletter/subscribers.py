@@ -217,9 +217,7 @@ def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = 
         raise SubscriberError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     try:
         with handle, store.write() as db:
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
-                       "(email_key TEXT PRIMARY KEY, line INTEGER)")
-            db.execute("DELETE FROM import_seen")
+            store.start_import(db)
             for line, row in _open_csv(handle, label):
                 try:
                     _import_row(store, settings, db, row, (label, line), update, report)
@@ -245,11 +243,9 @@ def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: d
                 where: tuple[str, int], update: bool, report: ImportReport) -> None:
     line = where[1]
     address, key = new_address(row.get("email", ""), settings)
-    try:
-        db.execute("INSERT INTO import_seen VALUES (?, ?)", (key, line))
-    except sqlite3.IntegrityError:
-        first = db.execute("SELECT line FROM import_seen WHERE email_key = ?", (key,)).fetchone()
-        raise SubscriberError(f"duplicate of line {first[0]} ({address})") from None
+    first = store.seen_in_import(db, key, line)
+    if first is not None:
+        raise SubscriberError(f"duplicate of line {first} ({address})")
     categories = parse_categories(row.get("categories"), settings)
     status = parse_status(row["status"]) if row.get("status", "").strip() else None
     name = clean_name(row.get("name", ""))

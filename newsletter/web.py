@@ -265,9 +265,8 @@ class PreferenceCenter:
 
     def _set_status(self, sub: Subscriber, status: str) -> None:
         with Store(self.settings.store_path) as store, store.write() as db:
-            current = db.execute("SELECT status FROM subscribers WHERE id = ?",
-                                 (sub.id,)).fetchone()
-            if current is not None and current["status"] != status:
+            current = store.subscriber_by_id(sub.id)
+            if current is not None and current.status != status:
                 store.update_subscriber(db, sub.id, status=status)
 
     # ------------------------------------------------------------ signup

@@ -66,13 +66,13 @@ def deliver(settings: Settings, window: Any, stop_after: int | None = None,
         async def go() -> SendReport:
             stop = asyncio.Event()
 
-            def watch(report: SendReport) -> None:
+            def watch(event: object, report: SendReport) -> None:
                 if stop_after is not None and report.done >= stop_after:
                     stop.set()
 
             sender = Sender(store, settings, snap.edition_id, make_transport(settings),
                             SendOptions.from_settings(settings, **overrides), renderer=renderer,
-                            tokens=Tokens("test-secret-key"), stop=stop, on_result=watch)
+                            tokens=Tokens("test-secret-key"), stop=stop, on_event=watch)
             return await sender.run()
 
         return asyncio.run(go())

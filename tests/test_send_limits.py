@@ -39,14 +39,14 @@ def timed_run(settings: Settings, window: Any, *, stop_after_results: int | None
             if stop_after_seconds is not None:
                 asyncio.get_running_loop().call_later(stop_after_seconds, stop.set)
 
-            def watch(report: SendReport) -> None:
+            def watch(event: object, report: SendReport) -> None:
                 if stop_after_results is not None and report.done >= stop_after_results:
                     stop.set()
 
             sender = Sender(store, settings, snap.edition_id, make_transport(settings),
                             SendOptions.from_settings(settings, **overrides),
                             renderer=renderer, tokens=Tokens("test-secret-key"), stop=stop,
-                            on_result=watch)
+                            on_event=watch)
             return await asyncio.wait_for(sender.run(), 60)
 
         started = time.monotonic()
