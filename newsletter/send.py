@@ -21,7 +21,7 @@ from newsletter.errors import DeliveryError
 from newsletter.limits import Limits
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import RenderedVariant, Renderer
-from newsletter.send_report import OnEvent, Settled, Stopping, Waiting
+from newsletter.send_report import OnEvent, SendEvent, Settled, Stopping, Waiting
 from newsletter.send_report import SendOptions as SendOptions
 from newsletter.send_report import SendReport as SendReport
 from newsletter.snapshot import Plan as Plan
@@ -69,7 +69,7 @@ class Sender:
         self.store, self.settings, self.transport = store, settings, transport
         self.options, self.renderer, self.tokens = options, renderer, tokens
         self.stop = stop or asyncio.Event()
-        self.on_event: OnEvent = on_event or (lambda event, report: None)
+        self.observer: OnEvent = on_event or (lambda event, report: None)
         row = store.edition(edition_id=edition_id)
         if row is None:
             raise DeliveryError(f"edition id {edition_id} not found")
@@ -79,10 +79,15 @@ class Sender:
         self.domain = settings.from_address.rpartition("@")[2]
         self.limits = Limits(store, rate=options.rate, per_hour=options.per_hour,
                              burst=options.concurrency, stop=self.stop,
-                             on_wait=lambda s: self.on_event(Waiting(s), self.report))
+                             on_wait=lambda s: self.on_event(Waiting(s)))
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
+
+    def on_event(self, event: SendEvent) -> None:
+        """Tell the observer; an observer that fails never changes a delivery's outcome."""
+        with contextlib.suppress(Exception):
+            self.observer(event, self.report)
 
     # -- variants, including ones a subscriber moved to after the snapshot
     def factory(self, key: str) -> MessageFactory | None:
@@ -185,7 +190,7 @@ class Sender:
             if not self.report.journal_error:
                 self.report.journal_error = (f"cannot write the delivery journal "
                                              f"{self.store.path}: {exc}")
-                self.on_event(Stopping("journal", self.report.journal_error), self.report)
+                self.on_event(Stopping("journal", self.report.journal_error))
             self.stop.set()
             return
         finally:
@@ -194,7 +199,7 @@ class Sender:
             self.report.bounced += 1
         if retarget:
             self.report.retargeted += 1
-        self.on_event(Settled(job.email, status, reply), self.report)
+        self.on_event(Settled(job.email, status, reply))
 
     def _record_unrecorded(self) -> None:
         """One more try for accepted messages the journal missed (a lock may be gone)."""
@@ -226,7 +231,7 @@ class Sender:
         self.server_failures += 1
         if self.server_failures >= self.options.circuit_breaker and not self.report.halted:
             self.report.halted = f"the SMTP server {describe(self.settings)}: {reply}"
-            self.on_event(Stopping("breaker", self.report.halted), self.report)
+            self.on_event(Stopping("breaker", self.report.halted))
             self.stop.set()
         self._retry_or_defer(job, reply)
 

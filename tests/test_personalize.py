@@ -74,3 +74,19 @@ def test_greeting_rendered_for_each_name(settings: Settings, site: Path,
     texts = [msg.get_body(("plain",)).get_content() for msg, _ in got]
     assert "Dear Alexander," in texts[0] and "Yo Al!" in texts[1] and "Hello," in texts[2]
     assert "Yo Al!" in texts[3] and "Dear Al," not in texts[1] + texts[3]
+
+
+def test_long_non_ascii_list_name_folds_with_crlf(settings: Settings, site: Path,
+                                                  week: Any) -> None:  # noqa: F811
+    import dataclasses
+
+    settings = dataclasses.replace(settings, name="非常长的中文新闻通讯名称" * 8)
+    ((msg, _),) = messages(settings, week, ["Ann"])
+    assert "非常长的中文新闻通讯名称" in str(msg["List-Id"])
+    renderer = Renderer(settings)
+    with Store(settings.store_path) as store:
+        (variant,) = plan_edition(store, settings, week, renderer).variants
+    built = MessageFactory(settings, variant, renderer, Tokens("k")).build(Recipient("a@b.example"))
+    header = built.split(b"\r\n\r\n")[0]
+    assert b"\n" not in header.replace(b"\r\n", b"")  # no bare LF anywhere
+    assert header.count(b"\r\n ") >= 2  # List-Id (and Subject) folded
