@@ -120,8 +120,9 @@ class Sender:
         for task in (*workers, producer):
             task.add_done_callback(self._task_ended)
         stop_wait = asyncio.create_task(self.stop.wait())
-        await asyncio.wait([asyncio.create_task(self.finished.wait()), stop_wait],
-                           return_when=asyncio.FIRST_COMPLETED)
+        finish_wait = asyncio.create_task(self.finished.wait())
+        await asyncio.wait([finish_wait, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        finish_wait.cancel()
         self.report.interrupted = (self.stop.is_set() and not self.finished.is_set()
                                    and not self.report.halted and not self.report.journal_error
                                    and self.fatal is None)
@@ -256,6 +257,14 @@ class Sender:
                 self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
         await _close(conn)
 
+    def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
+        """The envelope sender and the message bytes for one job: the one place where
+        per-recipient envelope senders or signing hook in."""
+        message = factory.build(
+            Recipient(job.email, job.name, job.subscriber_id),
+            message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
+        return self.settings.from_address, message
+
     async def _deliver(self, job: _Job, conn: Connection | None,
                        used: int) -> tuple[Connection | None, int]:
         """One attempt at one job; returns the connection to reuse."""
@@ -271,9 +280,7 @@ class Sender:
                          "[send] smtputf8 = true if your SMTP server offers SMTPUTF8",
                          retarget=retarget)
             return conn, used
-        message = factory.build(
-            Recipient(job.email, job.name, job.subscriber_id),
-            message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
+        sender, message = self.envelope(job, factory)
         if not await self.limits.acquire():
             return conn, used  # stopped while waiting: left for the next run
         job.tries += 1
@@ -282,8 +289,7 @@ class Sender:
         try:
             if conn is None:
                 conn, used = await self.transport.connect(), 0
-            reply = await conn.send(self.settings.from_address, ascii_address(job.email),
-                                    message, utf8=utf8)
+            reply = await conn.send(sender, ascii_address(job.email), message, utf8=utf8)
             accepted = True
         except TransientFailure as exc:
             if exc.reconnect:

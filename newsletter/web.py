@@ -284,10 +284,13 @@ class PreferenceCenter:
             return self.bad_form()
         chosen = self.chosen_categories(form)
         name = str(form.get("name", ""))
+        typed = str(form.get("email", ""))[:254]
         try:
-            address, key = new_address(str(form.get("email", ""))[:254], self.settings)
-        except SubscriberError:
-            return self.signup_page(error=words["bad_form"], status=422, form=form)
+            address, key = new_address(typed, self.settings)
+        except SubscriberError:  # one line saying why, in the reader's language
+            ascii_only = not typed.rpartition("@")[0].isascii()
+            return self.signup_page(error=words["ascii_email" if ascii_only else "bad_email"],
+                                    status=422, form=form)
         if chosen is None or len(name) > 200:
             return self.signup_page(error=words["bad_form"], status=422, form=form)
         stored = () if set(chosen) == set(self.settings.category_names) else chosen
