@@ -37,7 +37,7 @@ from newsletter.transport import (
     PermanentFailure,
     TransientFailure,
     Transport,
-    describe,
+    server_name,
 )
 
 MAX_BACKOFF = 60.0
@@ -231,7 +231,7 @@ class Sender:
         `circuit_breaker` in a row the run stops, leaving everything to a later resume."""
         self.server_failures += 1
         if self.server_failures >= self.options.circuit_breaker and not self.report.halted:
-            self.report.halted = f"the SMTP server {describe(self.settings)}: {reply}"
+            self.report.halted = f"{server_name(self.settings)}: {reply}"
             self.on_event(Stopping("breaker", self.report.halted))
             self.stop.set()
         self._retry_or_defer(job, reply)

@@ -213,6 +213,13 @@ def make_transport(settings: Settings) -> SmtpTransport | MaildirTransport:
     return MaildirTransport(settings.outbox_dir)
 
 
+def server_name(settings: Settings) -> str:
+    """What the circuit breaker names when it stops a run."""
+    if settings.smtp is not None:
+        return f"the SMTP server {settings.smtp.host}:{settings.smtp.port}"
+    return f"the Maildir outbox {settings.outbox_dir}"
+
+
 def describe(settings: Settings) -> str:
     if settings.smtp is not None:
         return f"SMTP {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.tls})"
