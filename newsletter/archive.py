@@ -27,6 +27,7 @@ from newsletter import dates
 from newsletter.compose import Edition, edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
 from newsletter.render import Renderer, archive_url, markdown_html
+from newsletter.rows import EditionRow
 from newsletter.starter import packaged_templates
 from newsletter.store import Store
 
@@ -72,7 +73,7 @@ class Archive:
         if not self.settings.store_path.exists():
             return []
         with Store(self.settings.store_path) as store:
-            return [self._stored(store, row) for row in reversed(store.editions())]
+            return [self._stored(store, row) for row, _ in reversed(store.editions())]
 
     def edition(self, number: int) -> StoredEdition | None:
         if not self.settings.store_path.exists():
@@ -81,10 +82,9 @@ class Archive:
             row = store.edition(number=number)
             return None if row is None else self._stored(store, row)
 
-    def _stored(self, store: Store, row: object) -> StoredEdition:
-        edition = edition_from_json(row["payload"])  # type: ignore[index]
-        keys = ["all"] + [r["key"] for r in store.variant_rows(row["id"])  # type: ignore[index]
-                          if r["key"] != "all"]
+    def _stored(self, store: Store, row: EditionRow) -> StoredEdition:
+        edition = edition_from_json(row.payload)
+        keys = ["all"] + [k for k in store.recipients_per_variant(row.id) if k != "all"]
         versions = []
         for key in keys:
             plan = edition.plan(variant_categories(key))
@@ -92,7 +92,7 @@ class Archive:
                 labels = tuple(edition.labels.get(c, c) for c in sorted(plan.categories))
                 versions.append(Version(key, labels, len(plan.stories)))
         subject = self.renderer.subject(edition, edition.plan())
-        created = datetime.fromisoformat(row["created_at"])  # type: ignore[index]
+        created = datetime.fromisoformat(row.created_at)
         return StoredEdition(edition.number, created, edition, subject, tuple(versions))
 
     # ------------------------------------------------------------ pages

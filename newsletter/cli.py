@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,10 @@ class _Group(click.Group):
             click.echo(f"Error: {where}{f':{line}' if line else ''}: {exc.message or exc} "
                        "(fix the template)", err=True)
             ctx.exit(2)
+        except BrokenPipeError:  # `newsletter editions show 1 | head`: the reader left
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except OSError as exc:  # unreadable or unwritable files and folders
             target = exc.filename or ""
             click.echo(f"Error: {target}: {exc.strerror or exc}", err=True)
@@ -333,10 +338,12 @@ def subscribers_import(obj: _Context, csv_file: Path, dry_run: bool, skip_invali
                         skip_invalid=skip_invalid, update=update)
     for problem in report.problems:
         click.echo(str(problem), err=True)
+    for note in report.kept_out:
+        click.echo(f"{note} (kept)", err=True)
     verb = "would import" if dry_run else "imported" if report.written else "not imported"
     click.echo(f"{verb}: {report.added} added, {report.updated} updated, "
                f"{report.unchanged} already subscribed (unchanged), "
-               f"{len(report.problems)} invalid")
+               f"{len(report.kept_out)} who left kept out, {len(report.problems)} invalid")
     if report.problems and not skip_invalid:
         click.echo("Nothing was written: fix the rows above or use --skip-invalid.", err=True)
         sys.exit(1)
@@ -371,11 +378,15 @@ def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
 @click.option("--intro", "intro_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Editor's note (Markdown) shown above the stories; default: "
               "editions/YYYY-Www.md next to the content folder.")
+@click.option("--retry-failed", is_flag=True, help="Send the edition's failed deliveries "
+              "again (after fixing what refused them).")
+@click.option("--allow-overlap", is_flag=True, help="Send a window that overlaps an edition "
+              "already stored.")
 @pass_ctx
 def send(obj: _Context, since: str | None, until: str | None, week: str | None,
          days: int | None, dry_run: bool, yes: bool, to: str | None, categories: str | None,
          limit: int | None, concurrency: int | None, rate: float | None,
-         intro_file: Path | None) -> None:
+         intro_file: Path | None, retry_failed: bool, allow_overlap: bool) -> None:
     """Compose the window's edition and deliver it to every active subscriber."""
     from newsletter import send_job as sending
 
@@ -387,7 +398,8 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
         click.echo(sending.test_copy(settings, window, to, categories, intro_file))
         return
     job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate,
-                          intro_file=intro_file)
+                          intro_file=intro_file, retry_failed=retry_failed,
+                          allow_overlap=allow_overlap)
     with job:
         click.echo(job.describe())
         if dry_run:
@@ -403,7 +415,7 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
             click.confirm(f"Send to {job.todo()} recipients via {job.via}?", abort=True)
         report = job.run(progress=sys.stderr.isatty())
         click.echo(job.summary(report))
-    if report.failed or report.deferred or report.interrupted:
+    if report.failed or report.deferred or report.stopped:
         sys.exit(1)
 
 

@@ -7,12 +7,16 @@ environment.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
@@ -61,6 +65,8 @@ class SendSettings:
     max_attempts: int = 5
     max_per_connection: int = 1000
     retry_delay: float = 1.0  # first backoff in seconds, doubled per attempt
+    circuit_breaker: int = 5  # consecutive server-level failures that stop a run
+    smtputf8: bool = False  # allow non-ASCII local parts, sent with SMTPUTF8
 
 
 # Sections a reader of a news digest did not sign up for (regular expressions, searched
@@ -136,6 +142,7 @@ class Settings:
     outbox_dir: Path = Path("outbox")
     templates_dir: Path = Path("templates")
     max_html_bytes: int = 100_000
+    special_use_domains: bool = False  # accept subscribers at .test, .local, .invalid …
     smtp: SmtpSettings | None = None
     send: SendSettings = field(default_factory=SendSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -215,10 +222,13 @@ class _Table:
             raise self.fail(name, "must be a list of strings")
         return tuple(value)
 
-    def positive(self, name: str, kind: type, default: Any, *, allow_zero: bool = False) -> Any:
+    def positive(self, name: str, kind: type, default: Any, *, allow_zero: bool = False,
+                 most: float = math.inf) -> Any:
         value = self.get(name, kind, default)
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(name, "must be positive")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise self.fail(name, "must be a finite positive number")
+        if value > most:
+            raise self.fail(name, f"must be at most {most:g}")
         return value
 
 
@@ -234,7 +244,7 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     news = _Table(data.get("newsletter", {}), where, "newsletter")
     news.check_keys({"name", "from", "from_name", "reply_to", "base_url", "timezone", "language",
                      "postal_address", "unsubscribe_mailto", "max_html_bytes", "uncategorized",
-                     "max_per_section"})
+                     "max_per_section", "special_use_domains"})
     tz_name = news.get("timezone", str, "UTC")
     try:
         tz = ZoneInfo(tz_name)
@@ -242,11 +252,17 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         raise news.fail("timezone", f"unknown IANA timezone {tz_name!r} (e.g. 'Asia/Shanghai')"
                         ) from exc
     base_url = news.get("base_url", str, "https://example.com").rstrip("/")
-    if not base_url.startswith(("http://", "https://")):
-        raise news.fail("base_url", "must start with https:// (or http://)")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in base_url:
+        raise news.fail("base_url", "must start with https:// (or http://) and a host")
+    if parts.query or parts.fragment:
+        raise news.fail("base_url", "must not have a ?query or #fragment (a path like "
+                        "https://example.com/blog is fine)")
     from_address = news.get("from", str, "newsletter@example.com")
     if "@" not in from_address or any(c in from_address for c in "\r\n<> "):
         raise news.fail("from", "must be a plain address like news@example.com")
+
+    _check_header_values(news)
 
     content = _Table(data.get("content", {}), where, "content")
     content.check_keys({"dir", "post_url", "include", "exclude", "exclude_sections",
@@ -290,8 +306,9 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         postal_address=news.get("postal_address", str, ""),
         unsubscribe_mailto=news.get("unsubscribe_mailto", str, ""),
         max_html_bytes=news.positive("max_html_bytes", int, 100_000),
+        special_use_domains=news.get("special_use_domains", bool, False),
         content_dir=resolve(content, "dir", "content"),
-        post_url=content.get("post_url", str, "/posts/{slug}/"),
+        post_url=_post_url(content),
         content_rules=_content_rules(content),
         stories=_stories(news, _Table(data.get("stories", {}), where, "stories"),
                          data.get("categories", [])),
@@ -371,6 +388,55 @@ def _web(table: _Table) -> WebSettings:
         confirmations_per_day=table.positive("confirmations_per_day", int, 3))
 
 
+POST_URL_FIELDS = ("slug", "year", "month", "day")
+
+
+def _post_url(table: _Table) -> str:
+    """The post URL pattern, with only the placeholders it can be given."""
+    pattern: str = table.get("post_url", str, "/posts/{slug}/")
+    hint = "use {slug}, {year}, {month} and {day} (write {{ and }} for literal braces)"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+    except ValueError as exc:
+        raise table.fail("post_url", f"{pattern!r}: {exc}; {hint}") from exc
+    for name in fields:
+        if name not in POST_URL_FIELDS:
+            raise table.fail("post_url", f"{pattern!r}: unknown placeholder {{{name}}}; {hint}")
+    try:
+        pattern.format(**{name: "x" for name in POST_URL_FIELDS})
+    except (ValueError, IndexError, KeyError, AttributeError) as exc:  # e.g. {slug.x}
+        raise table.fail("post_url", f"{pattern!r}: {exc}; {hint}") from exc
+    return pattern
+
+
+_PLAIN_ADDRESS = re.compile(r"[!-~]+@[A-Za-z0-9.-]+")
+_LANGUAGE = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
+
+
+def _check_header_values(news: _Table) -> None:
+    """Every value that becomes a header can be encoded, or is refused here."""
+    for name in ("name", "from_name", "postal_address"):
+        value = news.get(name, str, "")
+        if any(c in value for c in "\r\n\x00"):
+            raise news.fail(name, "must be one line")
+    reply_to = news.get("reply_to", str, "")
+    if reply_to:
+        found = getaddresses([reply_to])
+        if (len(found) != 1 or not _PLAIN_ADDRESS.fullmatch(found[0][1])
+                or any(c in reply_to for c in "\r\n")):
+            raise news.fail("reply_to", f"{reply_to!r} is not one address like "
+                            "'editor@example.com' or 'Editor <editor@example.com>' "
+                            "(a non-ASCII name is fine; the address must be ASCII)")
+    mailto = news.get("unsubscribe_mailto", str, "")
+    if mailto and not _PLAIN_ADDRESS.fullmatch(mailto):
+        raise news.fail("unsubscribe_mailto", "must be a plain ASCII address like "
+                        "unsubscribe@example.com")
+    language = news.get("language", str, "en")
+    if not _LANGUAGE.fullmatch(language):
+        raise news.fail("language", f"{language!r} is not a language tag like 'en' or "
+                        "'zh-CN'")
+
+
 def _categories(raw: Any, where: str) -> tuple[Category, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: categories: must be an array of tables ([[categories]])")
@@ -403,7 +469,7 @@ def _smtp(raw: Any, where: str) -> SmtpSettings:
         raise table.fail("tls", "must be 'starttls', 'implicit' or 'none'")
     default_port = {"starttls": 587, "implicit": 465, "none": 25}[tls]
     return SmtpSettings(
-        host=host, port=table.positive("port", int, default_port), tls=tls,
+        host=host, port=table.positive("port", int, default_port, most=65535), tls=tls,
         username=table.get("username", str, ""),
         password=os.environ.get(PASSWORD_ENV, ""),
         timeout=table.positive("timeout", float, 30.0),
@@ -414,7 +480,7 @@ def _smtp(raw: Any, where: str) -> SmtpSettings:
 def _send(raw: Any, where: str) -> SendSettings:
     table = _Table(raw, where, "send")
     table.check_keys({"concurrency", "rate", "per_hour", "max_attempts", "max_per_connection",
-                      "retry_delay"})
+                      "retry_delay", "circuit_breaker", "smtputf8"})
     return SendSettings(
         concurrency=table.positive("concurrency", int, 4),
         rate=table.positive("rate", float, 0.0, allow_zero=True),
@@ -422,6 +488,8 @@ def _send(raw: Any, where: str) -> SendSettings:
         max_attempts=table.positive("max_attempts", int, 5),
         max_per_connection=table.positive("max_per_connection", int, 1000),
         retry_delay=table.positive("retry_delay", float, 1.0, allow_zero=True),
+        circuit_breaker=table.positive("circuit_breaker", int, 5),
+        smtputf8=table.get("smtputf8", bool, False),
     )
 
 

@@ -232,15 +232,26 @@ def _whole_characters(raw: bytes) -> bytes:
     return raw
 
 
+def _refuse_aliases(fm: str) -> None:
+    """YAML aliases (`*name`) can expand into billions of values; front matter never
+    needs them."""
+    if "*" in fm and any(isinstance(event, yaml.AliasEvent)
+                         for event in yaml.parse(fm, Loader=_YAML_LOADER)):
+        raise yaml.YAMLError("YAML aliases (*name) are not allowed in front matter; "
+                             "write the values out")
+
+
 class _FastYAMLHandler(YAMLHandler):
     """YAML front matter with the C loader when PyYAML has one (10x faster)."""
 
     def load(self, fm: str, **kwargs: Any) -> Any:
+        _refuse_aliases(fm)
         return yaml.load(fm, Loader=_YAML_LOADER)
 
     def load_keys(self, fm: str, keys: tuple[str, ...]) -> Any:
         """Parse the whole document (so errors show) but build only `keys`' values: for a
         post outside the window nothing else is needed, and building is the slow part."""
+        _refuse_aliases(fm)
         loader = _YAML_LOADER(fm)
         try:
             node = loader.get_single_node()
@@ -454,8 +465,8 @@ def build_digest(header: Header, settings: Settings, aliases: dict[str, str],
 
 def post_url(meta: dict[str, Any], path: Path, moment: datetime, settings: Settings) -> str:
     explicit = _meta_text(meta, "url")
-    if explicit:
-        joined = urljoin(settings.base_url + "/", explicit)
+    if explicit and not explicit.startswith("//"):  # `//other.host/x` leaves the site
+        joined = urljoin(settings.base_url + "/", explicit.lstrip("/"))
         # an http(s) URL, or a path on the site: never `javascript:`, nor `//other.host`
         if re.match(r"https?://[^\s/\\]", explicit, re.IGNORECASE) or (
                 re.match(r"https?://", joined, re.IGNORECASE)
@@ -466,7 +477,8 @@ def post_url(meta: dict[str, Any], path: Path, moment: datetime, settings: Setti
     relative = settings.post_url.format(
         slug=quote(slug), year=f"{local.year:04d}", month=f"{local.month:02d}",
         day=f"{local.day:02d}")
-    return urljoin(settings.base_url + "/", relative)
+    # relative to the site, base_url's path included (https://example.com/blog/posts/…)
+    return urljoin(settings.base_url + "/", relative.lstrip("/"))
 
 
 def _meta_text(meta: dict[str, Any], key: str) -> str:

@@ -15,12 +15,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime, formataddr, getaddresses
 
 from markupsafe import escape
 
 from newsletter.config import Settings
-from newsletter.render import RenderedVariant, Renderer, Slots
+from newsletter.render import RenderedVariant, Renderer, Slots, wrap_line
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
 
 CRLF = "\r\n"
@@ -47,17 +47,22 @@ def encode_header(name: str, value: str) -> str:
 
 def ascii_address(email: str) -> str:
     """The address as it goes on the wire: an IDN domain in its ASCII (punycode) form.
-    (A non-ASCII local part would need SMTPUTF8; the subscriber list accepts it, the
-    server decides.)"""
+    A non-ASCII local part stays as it is: it needs SMTPUTF8 (see `needs_utf8`)."""
     local, _, domain = one_line(email).rpartition("@")
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
     return f"{local}@{domain}"
 
 
+def needs_utf8(email: str) -> bool:
+    return not email.rpartition("@")[0].isascii()
+
+
 def address(name: str, email: str) -> str:
     """`Name <address>`; a non-ASCII name RFC 2047-encoded and folded (no line over 998)."""
     name, email = one_line(name), ascii_address(email)
+    if not name:
+        return email  # formataddr refuses a non-ASCII (SMTPUTF8) address
     if name.isascii():
         return formataddr((name, email))
     encoded = Header(name, "utf-8", header_name="To").encode(linesep=CRLF)
@@ -74,38 +79,53 @@ def _b64(data: bytes) -> bytes:
 class Base64Part:
     """A part's text with slots, base64-encoded ahead of time in whole lines.
 
-    Per message only each slot's value (with the few raw bytes before it) is encoded; it is
-    padded with spaces where spaces are harmless (after an attribute's closing quote, or in
-    text), so the static text after it starts on a line boundary and its lines are reused.
+    Per message only what varies is encoded: each slot's value with the raw bytes around
+    it. Where spaces are harmless (HTML, right before a tag or after an attribute's
+    closing quote, which moves in front of them) the value is padded with spaces so the
+    static text after it starts on a line boundary and its encoded lines are reused.
+    Anywhere else (a URL a template extends, the plain-text part) nothing is padded: the
+    text after the slot is encoded with it, so the message reads exactly as rendered.
     """
 
-    def __init__(self, text: str, slots: dict[str, str]) -> None:
+    def __init__(self, text: str, slots: dict[str, str], *, pad: bool) -> None:
         pieces = re.split("(" + "|".join(re.escape(s) for s in slots) + ")", text)
-        self.static: list[bytes] = []  # whole encoded lines of each static piece
-        self.tails: list[bytes] = []  # its raw remainder, encoded with the next value
+        self.raw: list[bytes] = []  # each static piece
+        self.lines: list[bytes] = []  # its whole encoded lines, when it starts aligned
+        self.tails: list[bytes] = []  # its raw remainder after those lines
         self.names: list[str] = []  # the slot after each static piece
-        self.quotes: list[bytes] = []  # a closing quote moved before the padding
+        self.pads: list[bytes | None] = []  # per slot: None, or what goes before padding
         for n in range(0, len(pieces), 2):
             raw = pieces[n].encode("utf-8")
-            if n and raw.startswith(b'"'):
-                self.quotes.append(b'"')
-                raw = raw[1:]
-            elif n:
-                self.quotes.append(b"")
+            if n:
+                if pad and raw.startswith(b'"'):
+                    self.pads.append(b'"')
+                    raw = raw[1:]
+                elif pad and raw.startswith(b"<"):
+                    self.pads.append(b"")
+                else:
+                    self.pads.append(None)
             whole = len(raw) - len(raw) % LINE_BYTES
-            self.static.append(_b64(raw[:whole]) if whole else b"")
+            self.raw.append(raw)
+            self.lines.append(_b64(raw[:whole]) if whole else b"")
             self.tails.append(raw[whole:])
             if n + 1 < len(pieces):
                 self.names.append(slots[pieces[n + 1]])
 
     def encode(self, values: dict[str, bytes]) -> bytes:
-        out = [self.static[0]]
+        out = [self.lines[0]]
+        pending = self.tails[0]  # raw bytes not encoded yet
         for k, name in enumerate(self.names):
-            chunk = self.tails[k] + values[name] + self.quotes[k]
-            chunk += b" " * (-len(chunk) % LINE_BYTES)
-            out += (_b64(chunk), self.static[k + 1])
-        if self.tails[-1]:
-            out.append(_b64(self.tails[-1]))
+            pending += values[name]
+            moved = self.pads[k]
+            if moved is None:  # not paddable: the next static piece goes out with it
+                pending += self.raw[k + 1]
+                continue
+            pending += moved
+            pending += b" " * (-len(pending) % LINE_BYTES)
+            out += (_b64(pending), self.lines[k + 1])
+            pending = self.tails[k + 1]
+        if pending:
+            out.append(_b64(pending))
         return b"".join(out)
 
 
@@ -121,7 +141,8 @@ class MessageFactory:
         local = settings.from_address.rpartition("@")[0].lower()
         list_id = re.sub(r"[^a-z0-9-]+", "-", local).strip("-") or "newsletter"
         name = one_line(settings.name).replace('"', "'")
-        phrase = f'"{name}"' if name.isascii() else Header(name, "utf-8").encode()
+        phrase = (f'"{name}"' if name.isascii()
+                  else Header(name, "utf-8").encode(linesep=CRLF))
         headers = [
             f"From: {address(settings.from_name or settings.name, settings.from_address)}",
             encode_header("Subject", variant.subject),
@@ -132,12 +153,13 @@ class MessageFactory:
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
         ]
         if settings.reply_to:
-            headers.insert(1, f"Reply-To: {one_line(settings.reply_to)}")
+            ((reply_name, reply_address),) = getaddresses([settings.reply_to])
+            headers.insert(1, f"Reply-To: {address(reply_name, reply_address)}")
         self.static_headers = CRLF.join(headers)
         slots = Slots(variant.nonce)
         names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}
-        self.html_part = Base64Part(variant.html, names)
-        self.text_part = Base64Part(variant.text, names)
+        self.html_part = Base64Part(variant.html, names, pad=True)
+        self.text_part = Base64Part(variant.text, names, pad=False)
         b = self.boundary
         self.text_head = (f"--{b}{CRLF}Content-Type: text/plain; charset=\"utf-8\"{CRLF}"
                           f"Content-Transfer-Encoding: base64{CRLF}{CRLF}").encode("ascii")
@@ -155,9 +177,11 @@ class MessageFactory:
               date: datetime | None = None) -> bytes:
         preferences_url, unsubscribe_url = self.links(recipient)
         greeting = self.renderer.greeting(recipient.name)
-        text_values = {"greeting": greeting, "preferences_url": preferences_url,
-                       "unsubscribe_url": unsubscribe_url}
-        html_values = {k: str(escape(v)).encode("utf-8") for k, v in text_values.items()}
+        values = {"greeting": greeting, "preferences_url": preferences_url,
+                  "unsubscribe_url": unsubscribe_url}
+        html_values = {k: str(escape(v)).encode("utf-8") for k, v in values.items()}
+        # the greeting has its own line in the text part: wrap it once the name is in
+        text_values = {**values, "greeting": "\n".join(wrap_line(greeting))}
         unsubscribe = f"<{unsubscribe_url}>"
         if self.settings.unsubscribe_mailto:
             mailto = one_line(self.settings.unsubscribe_mailto)
@@ -169,7 +193,8 @@ class MessageFactory:
             f"Message-ID: <{one_line(mid)}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])
-        head = f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}".encode("ascii")
+        # ASCII except a non-ASCII local part, sent only over SMTPUTF8 (RFC 6532)
+        head = f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}".encode()
         text = self.text_part.encode({k: v.encode("utf-8") for k, v in text_values.items()})
         return b"".join((head, self.text_head, text, self.html_head,
                          self.html_part.encode(html_values), self.end))

@@ -103,6 +103,9 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return pattern.sub(lambda m: values[m.group(0)], template)
 
 
+GREETING_CACHE = 10_000
+
+
 class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -119,20 +122,18 @@ class Renderer:
         self._around_name: tuple[str, str] | None = None
         self._growth = 1.0  # inlined bytes per template byte of stories, learned
         self._bare: tuple[int, int] | None = None  # the page without stories: raw, inlined
+        self._greetings: dict[str, str] = {}
 
     def greeting(self, name: str) -> str:
-        """The greeting line for `name`. It runs once per message, so when the template puts
-        the name in once, as given, the text around it is rendered once and reused."""
-        if not name:
-            return self._render_greeting("")
-        if self._around_name is None:
-            marker = f"nlname{secrets.token_hex(6)}"
-            parts = self._render_greeting(marker).split(marker)
-            self._around_name = (parts[0], parts[1]) if len(parts) == 2 else ("", "")
-        before, after = self._around_name
-        if before or after:
-            return f"{before}{' '.join(name.split())}{after}"
-        return self._render_greeting(name)
+        """The greeting line for `name`, rendered from the template for each name (a
+        template may branch on the name); the same name is rendered once."""
+        name = " ".join(name.split())
+        found = self._greetings.get(name)
+        if found is None:
+            if len(self._greetings) >= GREETING_CACHE:
+                self._greetings.clear()
+            found = self._greetings[name] = self._render_greeting(name)
+        return found
 
     def _render_greeting(self, name: str) -> str:
         return " ".join(self._greeting.render(name=name, lang=self.settings.language).split())

@@ -1,202 +1,53 @@
-"""The weekly send: snapshot an edition, then deliver it, journaling every result at once.
+"""Delivering a stored edition, journaling every result at once.
 
-Nothing is lost or sent twice: the edition, its rendered variants and one delivery row per
-recipient are stored in one transaction before anything is sent; each server answer is
-committed before the next message on that connection; a re-run resumes from the journal.
-A message in flight when the process dies is the only one that can be sent again.
+Nothing is lost or sent twice: the snapshot (`snapshot.py`) stored one delivery row per
+recipient before anything is sent; each server answer is committed before the next
+message on that connection; a re-run resumes from the journal. A message in flight when
+the process dies is the only one that can be sent again. Every failure is data: a job
+ends sent, deferred, failed or skipped with its reason, and a run always ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-import secrets
 import sqlite3
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from newsletter.compose import (
-    Edition,
-    compose_window,
-    edition_from_json,
-    edition_to_json,
-    variant_categories,
-    variant_key,
-)
+from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
-from newsletter.content import Problem
 from newsletter.errors import DeliveryError
-from newsletter.message import MessageFactory, Recipient, ascii_address
+from newsletter.limits import Limits
+from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import RenderedVariant, Renderer
-from newsletter.store import Store, join_categories, now_iso, split_categories
+from newsletter.send_report import OnEvent, SendEvent, Settled, Stopping, Waiting
+from newsletter.send_report import SendOptions as SendOptions
+from newsletter.send_report import SendReport as SendReport
+from newsletter.snapshot import Plan as Plan
+from newsletter.snapshot import Snapshot as Snapshot
+from newsletter.snapshot import find_snapshot as find_snapshot
+from newsletter.snapshot import load_snapshot as load_snapshot
+from newsletter.snapshot import plan_edition as plan_edition
+from newsletter.snapshot import store_snapshot as store_snapshot
+from newsletter.store import Store
 from newsletter.tokens import Tokens
-from newsletter.transport import Connection, PermanentFailure, TransientFailure, Transport
-from newsletter.window import Window
+from newsletter.transport import (
+    Connection,
+    PermanentFailure,
+    TransientFailure,
+    Transport,
+    server_name,
+)
 
 MAX_BACKOFF = 60.0
 BATCH = 500
 
 
-# ---------------------------------------------------------------- snapshot
-
-@dataclass
-class Plan:
-    """A composed, rendered edition not stored yet (what `send` shows before asking)."""
-
-    edition: Edition
-    variants: list[RenderedVariant]
-    recipients: dict[str, int]  # variant key -> active subscribers
-    empty: dict[str, int]  # variant key without stories -> subscribers who get nothing
-    problems: list[Problem]
-
-
-@dataclass
-class Snapshot:
-    edition_id: int
-    number: int
-    subject: str
-    variants: dict[str, int]  # variant key -> recipients
-    counts: dict[str, int]  # deliveries per status
-
-    @property
-    def todo(self) -> int:
-        return self.counts["pending"] + self.counts["deferred"]
-
-
-def plan_edition(store: Store, settings: Settings, window: Window, renderer: Renderer,
-                 intro_file: Path | None = None) -> Plan:
-    """Compose the window and render one variant per category set active subscribers chose."""
-    edition, loaded = compose_window(settings, window, store.edition_number(window),
-                                     intro_file)
-    plan = Plan(edition, [], {}, {}, loaded.problems)
-    for categories, count in store.variant_demand().items():
-        variant_plan = edition.plan(split_categories(categories))
-        if variant_plan.stories:
-            plan.variants.append(renderer.render(edition, variant_plan))
-            plan.recipients[variant_plan.key] = count
-        else:
-            plan.empty[variant_plan.key] = count
-    return plan
-
-
-def find_snapshot(store: Store, window: Window) -> Snapshot | None:
-    row = store.edition(window=window)
-    return None if row is None else load_snapshot(store, row)
-
-
-def load_snapshot(store: Store, row: sqlite3.Row) -> Snapshot:
-    edition_id = int(row["id"])
-    variant_rows = store.variant_rows(edition_id)
-    variants = {r["key"]: 0 for r in variant_rows}
-    for r in store.db.execute("SELECT variant_key, COUNT(*) FROM deliveries WHERE "
-                              "edition_id = ? GROUP BY variant_key", (edition_id,)):
-        variants[r[0]] = r[1]
-    subject = variant_rows[0]["subject"] if variant_rows else ""
-    return Snapshot(edition_id, int(row["number"]), str(subject), variants,
-                    store.delivery_counts(edition_id))
-
-
-def store_snapshot(store: Store, plan: Plan) -> Snapshot:
-    """Store the edition, its variants and one delivery row per recipient, in one
-    transaction, before anything is sent. Another process may have stored the same
-    window meanwhile: then that edition is the one to send."""
-    window = plan.edition.window
-    with store.write() as db:
-        if store.edition(window=window) is None:
-            cursor = db.execute(
-                "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
-                "payload) VALUES (?, ?, ?, ?, ?, ?)",
-                (plan.edition.number, window.start.isoformat(), window.end.isoformat(),
-                 now_iso(), secrets.token_hex(6), edition_to_json(plan.edition)))
-            edition_id = int(cursor.lastrowid or 0)
-            for variant in plan.variants:
-                store.insert_variant(db, edition_id, variant)
-                db.execute(
-                    "INSERT INTO deliveries (edition_id, subscriber_id, email, name, variant_key) "
-                    "SELECT ?, id, email, name, ? FROM subscribers "
-                    "WHERE status = 'active' AND categories = ?",
-                    (edition_id, variant.key, join_categories(variant.categories)))
-    snapshot = find_snapshot(store, window)
-    assert snapshot is not None
-    return snapshot
-
-
-def _variant_from_row(row: sqlite3.Row) -> RenderedVariant:
-    categories = frozenset(split_categories(row["categories"]))
-    return RenderedVariant(key=row["key"], categories=categories,
-                           subject=row["subject"], html=row["html"], text=row["text"],
-                           nonce=row["nonce"], stories=row["stories"], dropped=row["dropped"])
-
-
 # ---------------------------------------------------------------- sending
 
-@dataclass(frozen=True)
-class SendOptions:
-    concurrency: int = 4
-    rate: float = 0.0
-    per_hour: int = 0
-    max_attempts: int = 5
-    max_per_connection: int = 1000
-    retry_delay: float = 1.0
-    limit: int | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> SendOptions:
-        s = settings.send
-        values: dict[str, object] = {
-            "concurrency": s.concurrency, "rate": s.rate, "per_hour": s.per_hour,
-            "max_attempts": s.max_attempts, "max_per_connection": s.max_per_connection,
-            "retry_delay": s.retry_delay}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
-
-
-@dataclass
-class SendReport:
-    edition_id: int
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    retargeted: int = 0
-    interrupted: bool = False
-    last_error: str = ""
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.deferred + self.failed + self.skipped
-
-
-class RateLimiter:
-    """One token bucket for messages per second, and one for the hourly cap."""
-
-    def __init__(self, rate: float, per_hour: int, burst: int) -> None:
-        self.buckets = [(rate, float(max(1, burst)))] if rate > 0 else []
-        if per_hour > 0:
-            self.buckets.append((per_hour / 3600.0, float(per_hour)))
-        self.tokens = [capacity for _, capacity in self.buckets]
-        self.stamp = time.monotonic()
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.buckets:
-            return
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                elapsed, self.stamp = now - self.stamp, now
-                delay = 0.0
-                for n, (rate, capacity) in enumerate(self.buckets):
-                    self.tokens[n] = min(capacity, self.tokens[n] + elapsed * rate)
-                    if self.tokens[n] < 1:
-                        delay = max(delay, (1 - self.tokens[n]) / rate)
-                if delay <= 0:
-                    self.tokens = [t - 1 for t in self.tokens]
-                    return
-                await asyncio.sleep(delay)
+class JournalError(Exception):
+    """A delivery result could not be written to the journal."""
 
 
 @dataclass
@@ -214,33 +65,41 @@ class Sender:
     def __init__(self, store: Store, settings: Settings, edition_id: int,
                  transport: Transport, options: SendOptions, *, renderer: Renderer,
                  tokens: Tokens, stop: asyncio.Event | None = None,
-                 on_result: Callable[[SendReport], None] | None = None) -> None:
+                 on_event: OnEvent | None = None) -> None:
         self.store, self.settings, self.transport = store, settings, transport
         self.options, self.renderer, self.tokens = options, renderer, tokens
         self.stop = stop or asyncio.Event()
-        self.on_result = on_result or (lambda report: None)
+        self.observer: OnEvent = on_event or (lambda event, report: None)
         row = store.edition(edition_id=edition_id)
         if row is None:
             raise DeliveryError(f"edition id {edition_id} not found")
-        self.edition_row = row
+        self.edition = row
         self.report = SendReport(edition_id)
         self.factories: dict[str, MessageFactory | None] = {}
         self.domain = settings.from_address.rpartition("@")[2]
-        self.limiter = RateLimiter(options.rate, options.per_hour, options.concurrency)
+        self.limits = Limits(store, rate=options.rate, per_hour=options.per_hour,
+                             burst=options.concurrency, stop=self.stop,
+                             on_wait=lambda s: self.on_event(Waiting(s)))
         self.fatal: DeliveryError | None = None
+        self.server_failures = 0  # consecutive; any answer about a recipient resets it
+        self.unrecorded: list[tuple[_Job, str]] = []
+
+    def on_event(self, event: SendEvent) -> None:
+        """Tell the observer; an observer that fails never changes a delivery's outcome."""
+        with contextlib.suppress(Exception):
+            self.observer(event, self.report)
 
     # -- variants, including ones a subscriber moved to after the snapshot
     def factory(self, key: str) -> MessageFactory | None:
         if key not in self.factories:
-            row = self.store.db.execute("SELECT * FROM variants WHERE edition_id = ? AND "
-                                        "key = ?", (self.report.edition_id, key)).fetchone()
-            variant = _variant_from_row(row) if row else self._render_new(key)
+            stored = self.store.variant(self.report.edition_id, key)
+            variant = RenderedVariant(**vars(stored)) if stored else self._render_new(key)
             self.factories[key] = (MessageFactory(self.settings, variant, self.renderer,
                                                   self.tokens) if variant else None)
         return self.factories[key]
 
     def _render_new(self, key: str) -> RenderedVariant | None:
-        edition = edition_from_json(self.edition_row["payload"])
+        edition = edition_from_json(self.edition.payload)
         plan = edition.plan(variant_categories(key))
         if not plan.stories:
             return None
@@ -250,6 +109,7 @@ class Sender:
         return variant
 
     async def run(self) -> SendReport:
+        """Deliver every pending or deferred delivery; always ends, with a report."""
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.options.concurrency * 4)
         self.outstanding = 0
         self.produced_all = False
@@ -257,10 +117,15 @@ class Sender:
         self.retries: set[asyncio.Task[None]] = set()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         producer = asyncio.create_task(self._produce())
+        for task in (*workers, producer):
+            task.add_done_callback(self._task_ended)
         stop_wait = asyncio.create_task(self.stop.wait())
-        await asyncio.wait([asyncio.create_task(self.finished.wait()), stop_wait],
-                           return_when=asyncio.FIRST_COMPLETED)
-        self.report.interrupted = self.stop.is_set() and not self.finished.is_set()
+        finish_wait = asyncio.create_task(self.finished.wait())
+        await asyncio.wait([finish_wait, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        finish_wait.cancel()
+        self.report.interrupted = (self.stop.is_set() and not self.finished.is_set()
+                                   and not self.report.halted and not self.report.journal_error
+                                   and self.fatal is None)
         self.stop.set()
         producer.cancel()
         for task in self.retries:
@@ -271,28 +136,37 @@ class Sender:
             await self.queue.put(None)
         await asyncio.gather(*workers, producer, *self.retries, return_exceptions=True)
         stop_wait.cancel()
+        self._record_unrecorded()
         if self.fatal is not None and self.report.sent == 0:
             raise self.fatal
-        if self.report.sent == 0 and self.report.deferred and not self.report.failed \
-                and self.report.deferred == self.report.done:
-            raise DeliveryError(f"nothing could be sent: {self.report.last_error} "
-                                "(every delivery is kept; run the same send again to resume)")
         return self.report
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A worker or the producer that dies stops the run instead of hanging it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self.report.journal_error = self.report.journal_error or f"{type(exc).__name__}: {exc}"
+        self.stop.set()
 
     async def _produce(self) -> None:
         after, taken = 0, 0
         limit = self.options.limit
         while not self.stop.is_set():
             size = BATCH if limit is None else min(BATCH, limit - taken)
-            rows = self.store.todo(self.report.edition_id, after, size) if size > 0 else []
+            try:
+                rows = self.store.todo(self.report.edition_id, after, size) if size > 0 else []
+            except sqlite3.Error as exc:
+                raise JournalError(f"cannot read the delivery journal {self.store.path}: "
+                                   f"{exc}") from exc
             if not rows:
                 break
             for row in rows:
-                after = row["id"]
+                after = row.delivery_id
                 taken += 1
                 self.outstanding += 1
-                await self.queue.put(_Job(row["id"], row["subscriber_id"], row["email"],
-                                          row["name"], row["variant_key"], row["attempts"]))
+                await self.queue.put(_Job(row.delivery_id, row.subscriber_id, row.email,
+                                          row.name, row.variant_key, row.attempts))
         self.produced_all = True
         self._check_finished()
 
@@ -302,23 +176,49 @@ class Sender:
 
     def _settle(self, job: _Job, status: str, reply: str = "", *, bounce: bool = False,
                 retarget: str | None = None) -> None:
-        self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
-                          bounce_subscriber=job.subscriber_id if bounce else None,
-                          variant_key=retarget)
+        """Journal one result, then count it. A journal that cannot be written stops the
+        run at once: an accepted message not recorded would be sent again by a resume."""
         setattr(self.report, status, getattr(self.report, status) + 1)
+        self.outstanding -= 1
+        try:
+            self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
+                              bounce_subscriber=job.subscriber_id if bounce else None,
+                              variant_key=retarget)
+        except (sqlite3.Error, OSError) as exc:
+            if status == "sent":
+                self.unrecorded.append((job, reply))
+                self.report.unrecorded.append(job.email)
+            if not self.report.journal_error:
+                self.report.journal_error = (f"cannot write the delivery journal "
+                                             f"{self.store.path}: {exc}")
+                self.on_event(Stopping("journal", self.report.journal_error))
+            self.stop.set()
+            return
+        finally:
+            self._check_finished()
+        if bounce:
+            self.report.bounced += 1
         if retarget:
             self.report.retargeted += 1
-        self.outstanding -= 1
-        self.on_result(self.report)
-        self._check_finished()
+        self.on_event(Settled(job.email, status, reply))
+
+    def _record_unrecorded(self) -> None:
+        """One more try for accepted messages the journal missed (a lock may be gone)."""
+        for job, reply in list(self.unrecorded):
+            try:
+                self.store.record(job.delivery_id, "sent", attempts=job.attempts, reply=reply)
+            except (sqlite3.Error, OSError):
+                continue
+            self.unrecorded.remove((job, reply))
+            self.report.unrecorded.remove(job.email)
 
     async def _requeue(self, job: _Job, delay: float) -> None:
         await asyncio.sleep(delay)
         await self.queue.put(job)
 
-    def _retry_or_defer(self, job: _Job, reply: str) -> None:
+    def _retry_or_defer(self, job: _Job, reply: str, *, retry: bool = True) -> None:
         self.report.last_error = reply
-        if job.tries >= self.options.max_attempts or self.stop.is_set():
+        if not retry or job.tries >= self.options.max_attempts or self.stop.is_set():
             self._settle(job, "deferred", reply)
             return
         delay = min(MAX_BACKOFF, self.options.retry_delay * 2 ** (job.tries - 1))
@@ -326,58 +226,109 @@ class Sender:
         self.retries.add(task)
         task.add_done_callback(self.retries.discard)
 
+    def _server_failed(self, job: _Job, reply: str) -> None:
+        """A failure of the server or the connection, not of this recipient: after
+        `circuit_breaker` in a row the run stops, leaving everything to a later resume."""
+        self.server_failures += 1
+        if self.server_failures >= self.options.circuit_breaker and not self.report.halted:
+            self.report.halted = f"{server_name(self.settings)}: {reply}"
+            self.on_event(Stopping("breaker", self.report.halted))
+            self.stop.set()
+        self._retry_or_defer(job, reply)
+
     def _current_target(self, job: _Job) -> tuple[str | None, MessageFactory | None]:
         """Skip a subscriber who left; follow one who changed categories."""
-        row = self.store.db.execute("SELECT status, categories, name FROM subscribers "
-                                    "WHERE id = ?", (job.subscriber_id,)).fetchone()
-        if row is None or row["status"] != "active":
+        categories = self.store.target(job.subscriber_id)
+        if categories is None:
             return None, None
-        key = variant_key(split_categories(row["categories"]))
+        key = variant_key(categories)
         return key, self.factory(key)
 
     async def _worker(self) -> None:
         conn: Connection | None = None
         used = 0
+        while (job := await self.queue.get()) is not None:
+            if self.stop.is_set():
+                continue  # left pending in the journal for the next run
+            try:
+                conn, used = await self._deliver(job, conn, used)
+            except Exception as exc:  # every failure is data: the job is deferred with it
+                conn = await _close(conn)
+                self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
+        await _close(conn)
+
+    def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
+        """The envelope sender and the message bytes for one job: the one place where
+        per-recipient envelope senders or signing hook in."""
+        message = factory.build(
+            Recipient(job.email, job.name, job.subscriber_id),
+            message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
+        return self.settings.from_address, message
+
+    async def _deliver(self, job: _Job, conn: Connection | None,
+                       used: int) -> tuple[Connection | None, int]:
+        """One attempt at one job; returns the connection to reuse."""
+        key, factory = self._current_target(job)
+        if factory is None or key is None:
+            self._settle(job, "skipped", "unsubscribed, bounced, removed or moved to "
+                         "a variant with no stories before sending")
+            return conn, used
+        retarget = key if key != job.variant_key else None
+        utf8 = needs_utf8(job.email)
+        if utf8 and not self.options.smtputf8:
+            self._settle(job, "failed", "the address has a non-ASCII local part: set "
+                         "[send] smtputf8 = true if your SMTP server offers SMTPUTF8",
+                         retarget=retarget)
+            return conn, used
+        sender, message = self.envelope(job, factory)
+        if not await self.limits.acquire():
+            return conn, used  # stopped while waiting: left for the next run
+        job.tries += 1
+        job.attempts += 1
+        accepted = False
         try:
-            while (job := await self.queue.get()) is not None:
-                if self.stop.is_set():
-                    continue  # left pending in the journal for the next run
-                key, factory = self._current_target(job)
-                if factory is None or key is None:
-                    self._settle(job, "skipped", "unsubscribed, bounced, removed or moved to "
-                                 "a variant with no stories before sending")
-                    continue
-                await self.limiter.wait()
-                job.tries += 1
-                job.attempts += 1
-                try:
-                    if conn is None:
-                        conn, used = await self.transport.connect(), 0
-                    message = factory.build(
-                        Recipient(job.email, job.name, job.subscriber_id),
-                        message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
-                    reply = await conn.send(self.settings.from_address,
-                                            ascii_address(job.email), message)
-                except TransientFailure as exc:
-                    if exc.reconnect and conn is not None:
-                        await conn.close()
-                        conn = None
-                    self._retry_or_defer(job, exc.reply)
-                    continue
-                except PermanentFailure as exc:
-                    self._settle(job, "failed", exc.reply, bounce=exc.bounce,
-                                 retarget=key if key != job.variant_key else None)
-                    continue
-                except DeliveryError as exc:
-                    self.fatal = exc
-                    self.report.last_error = str(exc)
-                    self.stop.set()
-                    continue
-                self._settle(job, "sent", reply, retarget=key if key != job.variant_key else None)
-                used += 1
-                if used >= self.options.max_per_connection:
-                    await conn.close()
-                    conn = None
+            if conn is None:
+                conn, used = await self.transport.connect(), 0
+            reply = await conn.send(sender, ascii_address(job.email), message, utf8=utf8)
+            accepted = True
+        except TransientFailure as exc:
+            if exc.reconnect:
+                conn = await _close(conn)
+            if exc.server:
+                self._server_failed(job, exc.reply)
+            else:
+                self.server_failures = 0
+                self._retry_or_defer(job, exc.reply)
+            return conn, used
+        except PermanentFailure as exc:
+            self.server_failures = 0
+            if not exc.bounce:
+                domain = job.email.rpartition("@")[2].lower()
+                self.report.refused.setdefault(domain, []).append(exc.reply)
+            self._settle(job, "failed", exc.reply, bounce=exc.bounce, retarget=retarget)
+            return conn, used
+        except DeliveryError as exc:  # e.g. the SMTP login failed: nothing can be sent
+            self.fatal = exc
+            self.report.last_error = str(exc)
+            self.stop.set()
+            return conn, used
+        except Exception as exc:  # e.g. a port out of range: still the server's side
+            conn = await _close(conn)
+            self._server_failed(job, f"{type(exc).__name__}: {exc}")
+            return conn, used
         finally:
-            if conn is not None:
-                await conn.close()
+            self.limits.settle(accepted=accepted)
+        self.server_failures = 0
+        self._settle(job, "sent", reply, retarget=retarget)
+        used += 1
+        if used >= self.options.max_per_connection:
+            conn = await _close(conn)
+        return conn, used
+
+
+async def _close(conn: Connection | None) -> Connection | None:
+    """Close a connection, whatever state it is in; returns None to replace it with."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            await conn.close()
+    return None

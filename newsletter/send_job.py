@@ -11,12 +11,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from newsletter.compose import compose_window
 from newsletter.config import Settings, secret_key
 from newsletter.errors import NewsletterError
-from newsletter.message import MessageFactory, Recipient, ascii_address
+from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import Renderer
 from newsletter.send import (
     Sender,
@@ -27,6 +26,8 @@ from newsletter.send import (
     plan_edition,
     store_snapshot,
 )
+from newsletter.send_report import SendEvent, Settled, Waiting
+from newsletter.snapshot import check_overlap
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
 from newsletter.tokens import Tokens
@@ -42,8 +43,10 @@ def signing_tokens(settings: Settings) -> Tokens:
 class SendJob:
     def __init__(self, settings: Settings, window: Window, *, limit: int | None = None,
                  concurrency: int | None = None, rate: float | None = None,
-                 intro_file: Path | None = None) -> None:
+                 intro_file: Path | None = None, retry_failed: bool = False,
+                 allow_overlap: bool = False) -> None:
         self.settings, self.window = settings, window
+        self.retry_failed = retry_failed
         self.options = SendOptions.from_settings(settings, limit=limit,
                                                  concurrency=concurrency, rate=rate)
         self.tokens = signing_tokens(settings)
@@ -51,6 +54,8 @@ class SendJob:
         self.renderer = Renderer(settings)
         self.via = describe(settings)
         self.snapshot = find_snapshot(self.store, window)
+        if self.snapshot is None and not allow_overlap:
+            check_overlap(self.store, window)
         self.plan = None if self.snapshot else plan_edition(self.store, settings, window,
                                                             self.renderer, intro_file)
 
@@ -62,7 +67,8 @@ class SendJob:
 
     def todo(self) -> int:
         if self.snapshot is not None:
-            return self.snapshot.todo
+            again = self.snapshot.counts["failed"] if self.retry_failed else 0
+            return self.snapshot.todo + again
         assert self.plan is not None
         return sum(self.plan.recipients.values())
 
@@ -100,6 +106,10 @@ class SendJob:
         if self.snapshot is None:
             assert self.plan is not None
             self.snapshot = store_snapshot(self.store, self.plan)
+        elif self.retry_failed:
+            self.store.requeue_failed(self.snapshot.edition_id)
+            self.snapshot = find_snapshot(self.store, self.window)
+            assert self.snapshot is not None
         total = self.snapshot.todo if self.options.limit is None else min(
             self.snapshot.todo, self.options.limit)
         return asyncio.run(self._run(total, progress))
@@ -110,10 +120,18 @@ class SendJob:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        shown = [0.0]
+        shown = [0.0, 0.0]  # last progress line, last notice of a wait
 
-        def show(report: SendReport) -> None:
+        def show(event: SendEvent, report: SendReport) -> None:
             now = time.monotonic()
+            if isinstance(event, Waiting):
+                if event.seconds >= 5 and now - shown[1] > 60:
+                    shown[1] = now
+                    sys.stderr.write(f"\nHourly cap ([send] per_hour) reached: waiting "
+                                     f"{event.seconds:,.0f}s (Ctrl+C stops; resume later).\n")
+                return
+            if not isinstance(event, Settled):
+                return
             if progress and (now - shown[0] > 0.25 or report.done == total):
                 shown[0] = now
                 rate = report.done / max(now - report.started, 1e-6)
@@ -124,7 +142,7 @@ class SendJob:
 
         sender = Sender(self.store, self.settings, self.snapshot.edition_id,
                         make_transport(self.settings), self.options, renderer=self.renderer,
-                        tokens=self.tokens, stop=stop, on_result=show)
+                        tokens=self.tokens, stop=stop, on_event=show)
         try:
             return await sender.run()
         finally:
@@ -136,22 +154,42 @@ class SendJob:
     def summary(self, report: SendReport) -> str:
         assert self.snapshot is not None
         seconds = time.monotonic() - report.started
-        lines = [f"Edition {self.snapshot.number}: sent {report.sent}, deferred "
-                 f"{report.deferred}, failed {report.failed}, skipped {report.skipped} "
+        number = self.snapshot.number
+        lines = [f"Edition {number}: sent {report.sent}, deferred {report.deferred}, failed "
+                 f"{report.failed} ({report.bounced} bounced), skipped {report.skipped} "
                  f"in {seconds:.1f}s."]
+        again = "newsletter send " + _window_args(self.window)
+        if report.journal_error:
+            lines.append(f"Stopped: {report.journal_error}.")
+            if report.unrecorded:
+                lines.append(f"{len(report.unrecorded)} messages were accepted by the server "
+                             "but could not be recorded; a resume sends them again: "
+                             + ", ".join(report.unrecorded))
+            else:
+                lines.append("Every message the server accepted is recorded.")
+            lines.append(f"Fix the cause (disk space, a process holding the database), then "
+                         f"resume with `{again}`.")
+            return "\n".join(lines)
+        for domain, replies in sorted(report.refused.items()):
+            lines.append(f"Refused at {domain}: {len(replies)} (not bounced; {replies[-1]})")
         stored = find_snapshot(self.store, self.window)
         left = stored.todo if stored else 0
-        again = "newsletter send " + _window_args(self.window)
-        if report.interrupted:
+        if report.halted:
+            lines.append(f"Stopped after {self.options.circuit_breaker} failures in a row: "
+                         f"{report.halted}")
+            lines.append(f"{left} messages remain; fix the server or its settings, then "
+                         f"resume with `{again}`.")
+        elif report.interrupted:
             lines.append(f"Interrupted: every result so far is recorded. {left} messages "
                          f"remain; resume with `{again}`.")
         elif left:
             lines.append(f"{left} messages remain (deferred or over --limit); run `{again}` "
                          "again later to resume.")
         if report.failed:
-            lines.append(f"Failures: `newsletter editions show {self.snapshot.number}`.")
-        if not left and not report.interrupted:
-            lines.append(f"Edition {self.snapshot.number} is fully sent. Next: "
+            lines.append(f"Failures: `newsletter editions show {number}`; after fixing the "
+                         f"cause, `{again} --retry-failed` sends them again.")
+        if not left and not report.stopped:
+            lines.append(f"Edition {number} is fully sent. Next: "
                          "`newsletter editions` to see every edition.")
         return "\n".join(lines)
 
@@ -187,7 +225,8 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
     variant = renderer.render(edition, plan)
     factory = MessageFactory(settings, variant, renderer, signing_tokens(settings))
     reply = asyncio.run(send_one(make_transport(settings), settings.from_address,
-                                 ascii_address(email), factory.build(recipient)))
+                                 ascii_address(email), factory.build(recipient),
+                                 utf8=needs_utf8(email)))
     return (f"Sent one copy of variant {variant.key} ({variant.subject}) to {email} via "
             f"{describe(settings)}: {reply}")
 
@@ -198,11 +237,11 @@ def edition_lines(settings: Settings) -> list[str]:
     if not rows:
         return ["No editions yet. Send one with `newsletter send`."]
     lines = []
-    for row in rows:
-        lines.append(f"#{row['number']:<4} {row['window_start'][:10]} – {row['window_end'][:10]}"
-                     f"  recipients {row['recipients'] or 0}, sent {row['sent'] or 0}, "
-                     f"pending {row['pending'] or 0}, deferred {row['deferred'] or 0}, "
-                     f"failed {row['failed'] or 0}, skipped {row['skipped'] or 0}")
+    for row, n in rows:
+        lines.append(f"#{row.number:<4} {row.window_start[:10]} – {row.window_end[:10]}"
+                     f"  recipients {n['recipients']}, sent {n['sent']}, "
+                     f"pending {n['pending']}, deferred {n['deferred']}, "
+                     f"failed {n['failed']}, skipped {n['skipped']}")
     return lines
 
 
@@ -212,13 +251,13 @@ def edition_detail(settings: Settings, number: int) -> list[str]:
         if row is None:
             raise NewsletterError(f"no edition {number} (see `newsletter editions`)")
         snap = load_snapshot(store, row)
-        failures: list[Any] = store.failures(snap.edition_id)
-    lines = [f"Edition {number}: {row['window_start']} – {row['window_end']}",
+        failures = store.failures(snap.edition_id)
+    lines = [f"Edition {number}: {row.window_start} – {row.window_end}",
              f"Subject: {snap.subject}",
              "Deliveries: " + ", ".join(f"{k} {v}" for k, v in snap.counts.items())]
     lines += [f"  variant {k}: {v} recipients" for k, v in snap.variants.items()]
     if failures:
         lines.append("Failed or deferred:")
-        lines += [f"  {f['email']}  {f['status']} after {f['attempts']} attempts: {f['reply']}"
+        lines += [f"  {f.email}  {f.status} after {f.attempts} attempts: {f.reply}"
                   for f in failures]
     return lines

@@ -10,12 +10,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from newsletter.errors import NewsletterError
+from newsletter.rows import DeliveryRow as DeliveryRow
+from newsletter.rows import EditionRow as EditionRow
+from newsletter.rows import PendingDelivery as PendingDelivery
+from newsletter.rows import StoredVariant as StoredVariant
+from newsletter.rows import Subscriber as Subscriber
+from newsletter.rows import join_categories as join_categories
+from newsletter.rows import now_iso as now_iso
+from newsletter.rows import split_categories as split_categories
 from newsletter.window import Window
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
@@ -100,45 +107,6 @@ _MIGRATIONS: list[str] = [
 MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def join_categories(categories: Any) -> str:
-    return ";".join(sorted(set(categories)))
-
-
-def split_categories(text: str) -> tuple[str, ...]:
-    return tuple(c for c in text.split(";") if c)
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    id: int
-    email: str
-    name: str
-    categories: tuple[str, ...]  # empty: every category
-    status: str
-    source: str
-    created_at: str
-    confirmed_at: str | None
-    updated_at: str
-    unsubscribed_at: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Subscriber:
-        return cls(id=row["id"], email=row["email"], name=row["name"],
-                   categories=split_categories(row["categories"]), status=row["status"],
-                   source=row["source"], created_at=row["created_at"],
-                   confirmed_at=row["confirmed_at"], updated_at=row["updated_at"],
-                   unsubscribed_at=row["unsubscribed_at"])
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["categories"] = list(self.categories)
-        return data
-
-
 class StoreError(NewsletterError):
     """The database file cannot be opened or is newer than this program."""
 
@@ -181,6 +149,14 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            tables = [row[0] for row in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            if tables:
+                raise StoreError(f"{self.path}: not a newsletter database (it has other "
+                                 f"tables: {', '.join(tables[:5])}); point [store] path at "
+                                 "a new file")
         if version > len(_MIGRATIONS):
             raise StoreError(f"{self.path}: schema version {version} is newer than this "
                              "program; upgrade newsletter")
@@ -230,6 +206,7 @@ class Store:
             fields["status"] = status
             if status == "active":
                 fields["confirmed_at"] = fields["updated_at"]
+                fields["unsubscribed_at"] = None
             if status == "unsubscribed":
                 fields["unsubscribed_at"] = fields["updated_at"]
         assignments = ", ".join(f"{k} = ?" for k in fields)
@@ -243,6 +220,21 @@ class Store:
                                  (subscriber_id,)).fetchone()
             if current is not None and current["status"] != status:
                 self.update_subscriber(db, subscriber_id, status=status)
+
+    def start_import(self, db: sqlite3.Connection) -> None:
+        """A scratch table of the addresses one import has seen, to report duplicates."""
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
+                   "(email_key TEXT PRIMARY KEY, line INTEGER)")
+        db.execute("DELETE FROM import_seen")
+
+    def seen_in_import(self, db: sqlite3.Connection, email_key: str, line: int) -> int | None:
+        """The line that had this address before in the import, or None (and remember it)."""
+        first = db.execute("SELECT line FROM import_seen WHERE email_key = ?",
+                           (email_key,)).fetchone()
+        if first is not None:
+            return int(first[0])
+        db.execute("INSERT INTO import_seen VALUES (?, ?)", (email_key, line))
+        return None
 
     def erase_subscriber(self, email_key: str) -> int:
         """Delete the person everywhere: their row and every delivery row naming them."""
@@ -294,7 +286,7 @@ class Store:
     # ------------------------------------------------------------ editions and deliveries
 
     def edition(self, *, edition_id: int | None = None, window: Window | None = None,
-                number: int | None = None) -> sqlite3.Row | None:
+                number: int | None = None) -> EditionRow | None:
         args: tuple[object, ...]
         if edition_id is not None:
             where, args = "id = ?", (edition_id,)
@@ -304,18 +296,45 @@ class Store:
             assert window is not None
             where = "window_start = ? AND window_end = ?"
             args = (window.start.isoformat(), window.end.isoformat())
-        row: sqlite3.Row | None = self.db.execute(
-            f"SELECT * FROM editions WHERE {where}", args).fetchone()
-        return row
+        row = self.db.execute(f"SELECT * FROM editions WHERE {where}", args).fetchone()
+        return EditionRow.from_row(row) if row else None
 
-    def editions(self) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT e.*, "
-            "SUM(d.status = 'sent') AS sent, SUM(d.status = 'failed') AS failed, "
-            "SUM(d.status = 'deferred') AS deferred, SUM(d.status = 'skipped') AS skipped, "
-            "SUM(d.status = 'pending') AS pending, COUNT(d.id) AS recipients "
-            "FROM editions e LEFT JOIN deliveries d ON d.edition_id = e.id "
-            "GROUP BY e.id ORDER BY e.number").fetchall()
+    def editions(self) -> list[tuple[EditionRow, dict[str, int]]]:
+        """Every edition with its deliveries per status (and 'recipients', their sum)."""
+        result = []
+        for row in self.db.execute("SELECT * FROM editions ORDER BY number").fetchall():
+            counts = self.delivery_counts(row["id"])
+            counts["recipients"] = sum(counts.values())
+            result.append((EditionRow.from_row(row), counts))
+        return result
+
+    def editions_overlapping(self, window: Window) -> list[EditionRow]:
+        """Stored editions whose window overlaps `window` (its own excluded)."""
+        found = []
+        for row in self.db.execute("SELECT * FROM editions ORDER BY number"):
+            edition = EditionRow.from_row(row)
+            start = datetime.fromisoformat(edition.window_start)
+            end = datetime.fromisoformat(edition.window_end)
+            if (start, end) != (window.start, window.end) and \
+                    start < window.end and window.start < end:
+                found.append(edition)
+        return found
+
+    def insert_edition(self, db: sqlite3.Connection, *, number: int, window: Window,
+                       nonce: str, payload: str) -> int:
+        cursor = db.execute(
+            "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
+            "payload) VALUES (?, ?, ?, ?, ?, ?)",
+            (number, window.start.isoformat(), window.end.isoformat(), now_iso(), nonce,
+             payload))
+        return int(cursor.lastrowid or 0)
+
+    def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
+                          key: str) -> None:
+        """One pending delivery per active subscriber who chose exactly `categories`."""
+        db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
+                   "variant_key) SELECT ?, id, email, name, ? FROM subscribers "
+                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories))
 
     def delivery_counts(self, edition_id: int) -> dict[str, int]:
         counts = {s: 0 for s in DELIVERY_STATES}
@@ -324,9 +343,29 @@ class Store:
             counts[row[0]] = row[1]
         return counts
 
-    def variant_rows(self, edition_id: int) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM variants WHERE edition_id = ? ORDER BY key",
-                               (edition_id,)).fetchall()
+    def recipients_per_variant(self, edition_id: int) -> dict[str, int]:
+        counts = {row["key"]: 0 for row in self.db.execute(
+            "SELECT key FROM variants WHERE edition_id = ? ORDER BY key", (edition_id,))}
+        for row in self.db.execute("SELECT variant_key, COUNT(*) FROM deliveries WHERE "
+                                   "edition_id = ? GROUP BY variant_key", (edition_id,)):
+            counts[row[0]] = row[1]
+        return counts
+
+    def edition_subject(self, edition_id: int) -> str:
+        row = self.db.execute("SELECT subject FROM variants WHERE edition_id = ? ORDER BY key "
+                              "LIMIT 1", (edition_id,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def variant(self, edition_id: int, key: str) -> StoredVariant | None:
+        row = self.db.execute("SELECT * FROM variants WHERE edition_id = ? AND key = ?",
+                              (edition_id, key)).fetchone()
+        if row is None:
+            return None
+        return StoredVariant(key=row["key"],
+                             categories=frozenset(split_categories(row["categories"])),
+                             subject=row["subject"], html=row["html"], text=row["text"],
+                             nonce=row["nonce"], stories=row["stories"],
+                             dropped=row["dropped"])
 
     def insert_variant(self, db: sqlite3.Connection, edition_id: int, variant: Any) -> None:
         db.execute("INSERT OR IGNORE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -334,12 +373,20 @@ class Store:
                     variant.subject, variant.html, variant.text, variant.nonce,
                     variant.stories, variant.dropped))
 
-    def todo(self, edition_id: int, after_id: int, batch: int) -> list[sqlite3.Row]:
+    def todo(self, edition_id: int, after_id: int, batch: int) -> list[PendingDelivery]:
         """The next deliveries still to send (pending, or deferred by an earlier run)."""
-        return self.db.execute(
+        return [PendingDelivery(*row) for row in self.db.execute(
             "SELECT id, subscriber_id, email, name, variant_key, attempts FROM deliveries "
             "WHERE edition_id = ? AND status IN ('pending', 'deferred') AND id > ? "
-            "ORDER BY id LIMIT ?", (edition_id, after_id, batch)).fetchall()
+            "ORDER BY id LIMIT ?", (edition_id, after_id, batch))]
+
+    def target(self, subscriber_id: int) -> tuple[str, ...] | None:
+        """The categories of an active subscriber; None when they left or were removed."""
+        row = self.db.execute("SELECT status, categories FROM subscribers WHERE id = ?",
+                              (subscriber_id,)).fetchone()
+        if row is None or row["status"] != "active":
+            return None
+        return split_categories(row["categories"])
 
     def record(self, delivery_id: int, status: str, *, attempts: int, reply: str = "",
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
@@ -355,16 +402,31 @@ class Store:
             db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
                        "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
 
-    def failures(self, edition_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
+    def sent_since(self, since: str) -> list[str]:
+        """When each delivery accepted since `since` (any edition) was recorded, oldest
+        first: what the hourly cap counts."""
+        return [row[0] for row in self.db.execute(
+            "SELECT updated_at FROM deliveries WHERE status = 'sent' AND updated_at >= ? "
+            "ORDER BY updated_at", (since,))]
+
+    def requeue_failed(self, edition_id: int) -> int:
+        """Failed deliveries of an edition become deferred: the next run tries them again
+        (a subscriber marked bounced meanwhile is skipped then)."""
+        cursor = self.db.execute("UPDATE deliveries SET status = 'deferred', updated_at = ? "
+                                 "WHERE edition_id = ? AND status = 'failed'",
+                                 (now_iso(), edition_id))
+        return int(cursor.rowcount)
+
+    def failures(self, edition_id: int) -> list[DeliveryRow]:
+        return [DeliveryRow(*row) for row in self.db.execute(
             "SELECT email, status, attempts, reply FROM deliveries WHERE edition_id = ? "
-            "AND status IN ('failed', 'deferred') ORDER BY id", (edition_id,)).fetchall()
+            "AND status IN ('failed', 'deferred') ORDER BY id", (edition_id,))]
 
     def edition_number(self, window: Window) -> int:
         """The number of the window's stored edition, or the one a new edition would get."""
         stored = self.edition(window=window)
         if stored is not None:
-            return int(stored["number"])
+            return stored.number
         row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()
         return int(row[0] or 0) + 1
 
@@ -438,8 +500,8 @@ class Store:
             if row is None or row["status"] not in ("pending", "active", "unsubscribed",
                                                     "bounced"):
                 return None
-            left = row["unsubscribed_at"]
-            if left and datetime.fromisoformat(left).timestamp() > row["at"] + 1:
+            left = row["unsubscribed_at"]  # whole seconds: compare with the signup's second
+            if left and datetime.fromisoformat(left).timestamp() > int(row["at"]):
                 return None
             if row["status"] != "active":
                 self.update_subscriber(db, row["id"], name=row["chosen_name"],

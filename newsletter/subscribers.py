@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.store import STATUSES, Store, Subscriber
 
+LEFT = ("unsubscribed", "bounced", "complained")  # statuses an import never raises
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "created", "source")
 # Column names of other tools' exports (Mailchimp, listmonk) mapped to ours.
 _COLUMN_ALIASES = {
@@ -35,14 +36,42 @@ _STATUS_ALIASES = {
 }
 
 
-def normalize_email(text: str) -> tuple[str, str]:
-    """(address as stored, key compared case-insensitively); IDN domains normalized."""
+def normalize_email(text: str, *, utf8: bool = True,
+                    special_use: bool = True) -> tuple[str, str]:
+    """(address as stored, key compared case-insensitively); IDN domains normalized.
+    A non-ASCII local part needs SMTPUTF8: refused unless `utf8` ([send] smtputf8);
+    special-use domains (.test, .local, .invalid) are refused unless `special_use`."""
     try:
-        result = validate_email(text.strip(), check_deliverability=False)
+        email = _validated(text.strip(), special_use)
     except EmailNotValidError as exc:
         raise SubscriberError(f"invalid email address {text.strip()!r}: {exc}") from exc
-    email = str(result.normalized)
+    if not utf8 and not email.rpartition("@")[0].isascii():
+        raise SubscriberError(f"{email}: a non-ASCII local part needs SMTPUTF8; set [send] "
+                              "smtputf8 = true if your SMTP server offers it")
     return email, email.casefold()
+
+
+def _validated(text: str, special_use: bool) -> str:
+    try:
+        return str(validate_email(text, check_deliverability=False,
+                                  test_environment=special_use).normalized)
+    except EmailNotValidError as exc:
+        # the validator lets only .test through; check the others as if they were .test
+        local, _, domain = text.rpartition("@")
+        stem, dot, tld = domain.rpartition(".")
+        if not special_use or not dot or tld.lower() not in SPECIAL_USE_DOMAIN_NAMES:
+            raise
+        checked = str(validate_email(f"{local}@{stem}.test", check_deliverability=False,
+                                     test_environment=True).normalized)
+        if not checked.endswith(".test"):
+            raise exc from None
+        return checked[: -len(".test")] + "." + tld.lower()
+
+
+def new_address(text: str, settings: Settings) -> tuple[str, str]:
+    """An address to add (CLI, import, signup): the settings decide what is allowed."""
+    return normalize_email(text, utf8=settings.send.smtputf8,
+                           special_use=settings.special_use_domains)
 
 
 def parse_categories(text: str | Iterable[str] | None, settings: Settings) -> tuple[str, ...]:
@@ -91,7 +120,7 @@ class Subscribers:
 
     def add(self, email: str, *, name: str = "", categories: str | None = None,
             status: str = "active", source: str = "cli") -> Subscriber:
-        address, key = normalize_email(email)
+        address, key = new_address(email, self.settings)
         cats = parse_categories(categories, self.settings)
         status = parse_status(status)
         with self.store.write() as db:
@@ -151,10 +180,11 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0  # existing addresses left untouched (no --update)
     problems: list[RowProblem] = field(default_factory=list)
+    kept_out: list[RowProblem] = field(default_factory=list)  # left; not re-activated
     written: bool = False
 
 
-def _open_csv(handle: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
+def _open_csv(handle: IO[str], label: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows as dicts keyed by our column names; `,` `;` or tab separated."""
     first = handle.readline()
     delimiter = max(",;\t", key=first.count)
@@ -165,13 +195,19 @@ def _open_csv(handle: IO[str]) -> Iterator[tuple[int, dict[str, str]]]:
     columns = [_COLUMN_ALIASES.get(h.strip().casefold(), "") for h in header]
     if "email" not in columns:
         raise SubscriberError(f"no 'email' column in the header ({', '.join(header)})")
+    end = reader.line_num
     for row in reader:
+        start, end = end + 1, reader.line_num
+        if any("\n" in cell or "\r" in cell for cell in row):
+            # no subscriber field spans lines: a quote was left open and swallowed rows
+            raise SubscriberError(f"{label}:{start}: a quote (\") opened on this line is not "
+                                  f"closed before line {end}; fix the quoting")
         if not any(cell.strip() for cell in row):
             continue
         values: dict[str, str] = {}
         for name, cell in zip(columns, row, strict=False):
             if name and name not in values:
-                values[name] = cell
+                values[name] = unescape_cell(cell)
         if "name" not in values and ("first_name" in values or "last_name" in values):
             values["name"] = f"{values.get('first_name', '')} {values.get('last_name', '')}"
         yield reader.line_num, values
@@ -189,12 +225,10 @@ def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = 
         raise SubscriberError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     try:
         with handle, store.write() as db:
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
-                       "(email_key TEXT PRIMARY KEY, line INTEGER)")
-            db.execute("DELETE FROM import_seen")
-            for line, row in _open_csv(handle):
+            store.start_import(db)
+            for line, row in _open_csv(handle, label):
                 try:
-                    _import_row(store, settings, db, row, line, update, report)
+                    _import_row(store, settings, db, row, (label, line), update, report)
                 except SubscriberError as exc:
                     report.problems.append(RowProblem(label, line, str(exc)))
             if dry_run or (report.problems and not skip_invalid):
@@ -214,29 +248,50 @@ class _Discard(Exception):
 
 
 def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: dict[str, str],
-                line: int, update: bool, report: ImportReport) -> None:
-    address, key = normalize_email(row.get("email", ""))
-    try:
-        db.execute("INSERT INTO import_seen VALUES (?, ?)", (key, line))
-    except sqlite3.IntegrityError:
-        first = db.execute("SELECT line FROM import_seen WHERE email_key = ?", (key,)).fetchone()
-        raise SubscriberError(f"duplicate of line {first[0]} ({address})") from None
+                where: tuple[str, int], update: bool, report: ImportReport) -> None:
+    line = where[1]
+    address, key = new_address(row.get("email", ""), settings)
+    first = store.seen_in_import(db, key, line)
+    if first is not None:
+        raise SubscriberError(f"duplicate of line {first} ({address})")
     categories = parse_categories(row.get("categories"), settings)
-    status = parse_status(row["status"]) if row.get("status", "").strip() else "active"
+    status = parse_status(row["status"]) if row.get("status", "").strip() else None
     name = clean_name(row.get("name", ""))
-    existing = db.execute("SELECT id FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+    existing = store.subscriber(key)
     if existing is None:
         store.insert_subscriber(db, email=address, email_key=key, name=name,
-                                categories=categories, status=status,
+                                categories=categories, status=status or "active",
                                 source=row.get("source", "").strip() or "import",
                                 created_at=row.get("created", "").strip() or None)
         report.added += 1
     elif update:
-        store.update_subscriber(db, existing["id"], name=name, categories=categories,
+        if existing.status in LEFT and status in ("active", "pending"):
+            report.kept_out.append(RowProblem(
+                *where, f"{address} is {existing.status}: an import never "
+                "subscribes them again (they can sign up themselves)"))
+            status = None
+        # only the columns the file has: a file without `categories` keeps them
+        store.update_subscriber(db, existing.id,
+                                name=name if "name" in row else None,
+                                categories=categories if "categories" in row else None,
                                 status=status)
         report.updated += 1
     else:
         report.unchanged += 1
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def escape_cell(value: str) -> str:
+    """A cell a spreadsheet would run as a formula (`=HYPERLINK(…)`, `@SUM`, `-2+3`) gets
+    a leading `'`; so does one that starts with `'`, so `unescape_cell` is exact."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def unescape_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) \
+        else value
 
 
 def export_csv(store: Store, out: IO[str]) -> int:
@@ -244,8 +299,9 @@ def export_csv(store: Store, out: IO[str]) -> int:
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for sub in store.subscribers():
-        writer.writerow([sub.email, sub.name, ";".join(sub.categories), sub.status,
-                         sub.created_at, sub.source])
+        writer.writerow([escape_cell(v) for v in (
+            sub.email, sub.name, ";".join(sub.categories), sub.status, sub.created_at,
+            sub.source)])
         count += 1
     return count
 

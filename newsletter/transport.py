@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import ssl
 import time
@@ -22,24 +23,49 @@ from newsletter.errors import DeliveryError
 
 
 class TransientFailure(Exception):
-    """4xx, a dropped connection or a timeout: the message may be tried again."""
+    """4xx, a dropped connection or a timeout: the message may be tried again.
 
-    def __init__(self, reply: str, *, reconnect: bool = True) -> None:
+    `server` marks a failure of the server or the connection rather than of this recipient
+    (refused connection, timeout, 421, the sender address refused): the circuit breaker
+    counts those.
+    """
+
+    def __init__(self, reply: str, *, reconnect: bool = True, server: bool = False) -> None:
         super().__init__(reply)
-        self.reply, self.reconnect = reply, reconnect
+        self.reply, self.reconnect, self.server = reply, reconnect, server
 
 
 class PermanentFailure(Exception):
-    """5xx: the server refused this message; `bounce` when the recipient was refused."""
+    """5xx: the server refused this message; `bounce` when the mailbox itself is refused
+    (RFC 3463 5.1.x, 5.2.1, 5.5.x), never for a policy refusal (5.7.x)."""
 
     def __init__(self, reply: str, *, bounce: bool) -> None:
         super().__init__(reply)
         self.reply, self.bounce = reply, bounce
 
 
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def mailbox_refused(code: int, message: str) -> bool:
+    """Does a 5xx reply to RCPT say the mailbox does not exist (a hard bounce)?
+
+    With an enhanced status code only 5.1.x, 5.2.1 and 5.5.x qualify; without one, the
+    basic codes 550, 551 and 553 do (servers without ENHANCEDSTATUSCODES use them for
+    unknown users)."""
+    if not 500 <= code < 600:
+        return False
+    enhanced = _ENHANCED.match(message)
+    if enhanced is None:
+        return code in (550, 551, 553)
+    subject, detail = enhanced.group(2), enhanced.group(3)
+    return subject in ("1", "5") or (subject, detail) == ("2", "1")
+
+
 class Connection(Protocol):
-    async def send(self, sender: str, recipient: str, message: bytes) -> str:
-        """Deliver one message; returns the server's reply."""
+    async def send(self, sender: str, recipient: str, message: bytes, *,
+                   utf8: bool = False) -> str:
+        """Deliver one message (`utf8`: the address needs SMTPUTF8); returns the reply."""
         ...
 
     async def close(self) -> None: ...
@@ -61,20 +87,31 @@ class SmtpConnection:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+    async def send(self, sender: str, recipient: str, message: bytes, *,
+                   utf8: bool = False) -> str:
+        options = ["SMTPUTF8"] if utf8 else []
         try:
-            _, reply = await self.client.sendmail(sender, [recipient], message)
+            _, reply = await self.client.sendmail(sender, [recipient], message,
+                                                  mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0]
             if 400 <= refused.code < 500:
                 raise TransientFailure(_reply(refused), reconnect=False) from exc
-            raise PermanentFailure(_reply(refused), bounce=True) from exc
+            raise PermanentFailure(_reply(refused),
+                                   bounce=mailbox_refused(refused.code, refused.message)
+                                   ) from exc
+        except aiosmtplib.SMTPSenderRefused as exc:  # the server refuses us, not this person
+            raise TransientFailure(_reply(exc), server=True) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421 or 400 <= exc.code < 500 or exc.code < 200:
-                raise TransientFailure(_reply(exc), reconnect=exc.code == 421) from exc
+            if exc.code == 421:
+                raise TransientFailure(_reply(exc), server=True) from exc
+            if 400 <= exc.code < 500 or exc.code < 200:
+                raise TransientFailure(_reply(exc), reconnect=False) from exc
             raise PermanentFailure(_reply(exc), bounce=False) from exc
+        except aiosmtplib.SMTPNotSupported as exc:
+            raise PermanentFailure(f"{exc} (needed for {recipient})", bounce=False) from exc
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            raise TransientFailure(f"{type(exc).__name__}: {exc}") from exc
+            raise TransientFailure(f"{type(exc).__name__}: {exc}", server=True) from exc
         return str(reply)
 
     async def close(self) -> None:
@@ -109,10 +146,11 @@ class SmtpTransport:
                                 "NEWSLETTER_SMTP_PASSWORD)") from exc
         except aiosmtplib.SMTPResponseException as exc:
             client.close()
-            raise TransientFailure(_reply(exc)) from exc
+            raise TransientFailure(_reply(exc), server=True) from exc
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            raise TransientFailure(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
+            raise TransientFailure(f"cannot connect to {s.host}:{s.port}: "
+                                   f"{exc or type(exc).__name__}", server=True) from exc
         return SmtpConnection(client)
 
 
@@ -124,7 +162,8 @@ class MaildirConnection:
         self.host = socket.gethostname().replace("/", "_").replace(":", "_")
         self.counter = 0
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+    async def send(self, sender: str, recipient: str, message: bytes, *,
+                   utf8: bool = False) -> str:
         """Write to tmp/, then rename into new/: a reader never sees half a message."""
         self.counter += 1
         name = f"{time.time_ns()}.P{os.getpid()}Q{self.counter}.{self.host}"
@@ -157,11 +196,12 @@ class MaildirTransport:
         return MaildirConnection(self.root)
 
 
-async def send_one(transport: Transport, sender: str, recipient: str, message: bytes) -> str:
+async def send_one(transport: Transport, sender: str, recipient: str, message: bytes, *,
+                   utf8: bool = False) -> str:
     """One message over its own connection, outside any journal."""
     conn = await transport.connect()
     try:
-        return await conn.send(sender, recipient, message)
+        return await conn.send(sender, recipient, message, utf8=utf8)
     finally:
         await conn.close()
 
@@ -171,6 +211,13 @@ def make_transport(settings: Settings) -> SmtpTransport | MaildirTransport:
     if settings.smtp is not None:
         return SmtpTransport(settings.smtp)
     return MaildirTransport(settings.outbox_dir)
+
+
+def server_name(settings: Settings) -> str:
+    """What the circuit breaker names when it stops a run."""
+    if settings.smtp is not None:
+        return f"the SMTP server {settings.smtp.host}:{settings.smtp.port}"
+    return f"the Maildir outbox {settings.outbox_dir}"
 
 
 def describe(settings: Settings) -> str:

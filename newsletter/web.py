@@ -34,7 +34,7 @@ from newsletter.errors import SubscriberError
 from newsletter.signup import Confirmations, clean_signup_name, client_network
 from newsletter.starter import packaged_templates
 from newsletter.store import Store, Subscriber
-from newsletter.subscribers import clean_name, normalize_email
+from newsletter.subscribers import clean_name, new_address
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
 
 MAX_BODY = 16 * 1024
@@ -267,10 +267,13 @@ class PreferenceCenter:
             return self.bad_form()
         chosen = self.chosen_categories(form)
         name = clean_signup_name(str(form.get("name", ""))[:1000])
+        typed = str(form.get("email", ""))[:254]
         try:
-            address, key = normalize_email(str(form.get("email", ""))[:254])
-        except SubscriberError:
-            return self.signup_page(error=words["bad_form"], status=422, form=form)
+            address, key = new_address(typed, self.settings)
+        except SubscriberError:  # one line saying why, in the reader's language
+            ascii_only = not typed.rpartition("@")[0].isascii()
+            return self.signup_page(error=words["ascii_email" if ascii_only else "bad_email"],
+                                    status=422, form=form)
         if chosen is None:
             return self.signup_page(error=words["bad_form"], status=422, form=form)
         if name is None:

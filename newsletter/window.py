@@ -8,6 +8,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 from newsletter.errors import WindowError
 
+MAX_DAYS = 3660  # ten years: beyond that a window is a typo
 _WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
 
 
@@ -30,6 +31,9 @@ class Window:
 
 def parse_moment(text: str, tz: tzinfo, option: str) -> datetime:
     """A date (midnight in `tz`) or an ISO 8601 datetime (naive means `tz`)."""
+    if not 10 <= len(text.strip()) <= 40:
+        raise WindowError(f"{option} {text!r}: expected a date like 2025-12-15 "
+                          "or a time like 2025-12-15T08:00")
     try:
         if len(text.strip()) == 10:
             return datetime.combine(date.fromisoformat(text.strip()), time(), tz)
@@ -67,18 +71,29 @@ def resolve_window(*, tz: tzinfo, since: str | None = None, until: str | None = 
         raise WindowError("--week cannot be combined with --since, --until or --days")
     if days is not None and since and until:
         raise WindowError("--days needs only one of --since and --until, not both")
-    if days is not None and days <= 0:
-        raise WindowError(f"--days {days}: must be a positive number of days")
+    if days is not None and not 0 < days <= MAX_DAYS:
+        raise WindowError(f"--days {days}: must be a number of days from 1 to {MAX_DAYS}")
     if week is not None:
         return iso_week(week, tz) if week else last_complete_week(tz, now)
     current = (now or datetime.now(tz)).astimezone(tz)
     start = parse_moment(since, tz, "--since") if since else None
     end = parse_moment(until, tz, "--until") if until else None
+    try:
+        return _resolve(tz, start, end, days, current, now)
+    except OverflowError as exc:
+        raise WindowError("the window reaches past the dates a calendar can hold; check "
+                          "--since, --until and --days") from exc
+
+
+def _resolve(tz: tzinfo, start: datetime | None, end: datetime | None, days: int | None,
+             current: datetime, now: datetime | None) -> Window:
     if days is not None:
         if start is not None:
             end = start + timedelta(days=days)
         else:
-            end = end or current
+            # ending "now" means the start of this hour, so a rerun in the same hour is the
+            # same window (and resumes its edition) instead of a new, overlapping one
+            end = end or current.replace(minute=0, second=0, microsecond=0)
             start = end - timedelta(days=days)
     if start is None and end is None:
         return last_complete_week(tz, now)

@@ -196,20 +196,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def smtp_server():  # type: ignore[no-untyped-def]
-    """A real aiosmtpd server on an ephemeral loopback port; yields (handler, port)."""
+def _smtp_server(**options: object):  # type: ignore[no-untyped-def]
     from aiosmtpd.controller import Controller
 
     handler = FaultyHandler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False,
-                            ready_timeout=10)
+                            ready_timeout=10, **options)
     controller.start()
     try:
         yield handler, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server():  # type: ignore[no-untyped-def]
+    """A real aiosmtpd server on an ephemeral loopback port; yields (handler, port)."""
+    yield from _smtp_server()
+
+
+@pytest.fixture
+def smtp_ascii_server():  # type: ignore[no-untyped-def]
+    """The same, without SMTPUTF8 (aiosmtpd's controller offers it by default)."""
+    yield from _smtp_server(enable_SMTPUTF8=False)
 
 
 def smtp_settings(settings: Settings, port: int, **send: object) -> Settings:

@@ -43,7 +43,7 @@ def test_env_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ('[newsletter]\nbase_url = "example.com"\n', "newsletter.base_url: must start with https://"),
     ('[smtp]\nhost = "h"\npassword = "p"\n', "smtp.password: secrets never go in the file"),
     ('[smtp]\nhost = "h"\ntls = "ssl"\n', "smtp.tls: must be"),
-    ('[send]\nconcurrency = 0\n', "send.concurrency: must be positive"),
+    ('[send]\nconcurrency = 0\n', "send.concurrency: must be a finite positive number"),
     ('[[categories]]\nlabel = "x"\n', "categories[0].name: required"),
     ('[[categories]]\nname = "a"\n[[categories]]\nname = "a"\n', "duplicate category"),
     ('[bogus]\n', "bogus: unknown key"),

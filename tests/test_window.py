@@ -47,6 +47,10 @@ def test_since_until_dates_mean_local_midnight() -> None:
 def test_days() -> None:
     now = at(2025, 12, 24, 9)
     assert resolve_window(tz=TZ, days=3, now=now).start == now - timedelta(days=3)
+    # "now" is the start of the current hour: a rerun within the hour is the same window
+    early = resolve_window(tz=TZ, days=7, now=at(2025, 12, 24, 9, 0, 1))
+    late = resolve_window(tz=TZ, days=7, now=at(2025, 12, 24, 9, 59, 59, 999999))
+    assert early == late and early.end == now
     assert resolve_window(tz=TZ, since="2025-12-01", days=2).end == at(2025, 12, 3)
     assert resolve_window(tz=TZ, until="2025-12-03", days=2).start == at(2025, 12, 1)
 
@@ -54,7 +58,10 @@ def test_days() -> None:
 @pytest.mark.parametrize(("options", "message"), [
     ({"week": "2025-W51", "days": 3}, "--week cannot be combined"),
     ({"since": "2025-12-01", "until": "2025-12-05", "days": 2}, "--days needs only one"),
-    ({"days": 0}, "positive"),
+    ({"days": 0}, "from 1 to"),
+    ({"days": 100000000}, "from 1 to"),
+    ({"since": "9999-12-20", "days": 30}, "past the dates a calendar can hold"),
+    ({"since": "2025-12-01" * 10}, "expected a date"),
     ({"week": "2025-51"}, "expected an ISO week"),
     ({"week": "2025-W54"}, "no such ISO week"),
     ({"since": "yesterday"}, "--since 'yesterday'"),

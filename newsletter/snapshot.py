@@ -1,0 +1,108 @@
+"""An edition's snapshot: composed, rendered and stored with one delivery row per
+recipient, in one transaction, before anything is sent.
+
+Who gets the edition is decided inside that transaction, from the subscribers as they are
+then: a change made while `send` waited at its prompt is in the snapshot (a category set
+nobody had when the plan was rendered gets its variant rendered at send time).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.compose import Edition, compose_window, edition_to_json
+from newsletter.config import Settings
+from newsletter.content import Problem
+from newsletter.errors import NewsletterError
+from newsletter.render import RenderedVariant, Renderer
+from newsletter.store import EditionRow, Store, split_categories
+from newsletter.window import Window
+
+
+class OverlapError(NewsletterError):
+    """The window overlaps an edition already stored."""
+
+
+@dataclass
+class Plan:
+    """A composed, rendered edition not stored yet (what `send` shows before asking)."""
+
+    edition: Edition
+    variants: list[RenderedVariant]
+    recipients: dict[str, int]  # variant key -> active subscribers
+    empty: dict[str, int]  # variant key without stories -> subscribers who get nothing
+    problems: list[Problem]
+
+
+@dataclass
+class Snapshot:
+    edition_id: int
+    number: int
+    subject: str
+    variants: dict[str, int]  # variant key -> recipients
+    counts: dict[str, int]  # deliveries per status
+
+    @property
+    def todo(self) -> int:
+        return self.counts["pending"] + self.counts["deferred"]
+
+
+def plan_edition(store: Store, settings: Settings, window: Window, renderer: Renderer,
+                 intro_file: Path | None = None) -> Plan:
+    """Compose the window and render one variant per category set active subscribers chose."""
+    edition, loaded = compose_window(settings, window, store.edition_number(window),
+                                     intro_file)
+    plan = Plan(edition, [], {}, {}, loaded.problems)
+    for categories, count in store.variant_demand().items():
+        variant_plan = edition.plan(split_categories(categories))
+        if variant_plan.stories:
+            plan.variants.append(renderer.render(edition, variant_plan))
+            plan.recipients[variant_plan.key] = count
+        else:
+            plan.empty[variant_plan.key] = count
+    return plan
+
+
+def check_overlap(store: Store, window: Window) -> None:
+    """A window overlapping a stored edition (other than its own) would mail the same
+    stories twice."""
+    for row in store.editions_overlapping(window):
+        raise OverlapError(
+            f"the window {window.label()} overlaps edition {row.number} "
+            f"({row.window_start} .. {row.window_end}); resume that edition with its own "
+            "window, choose one that does not overlap, or add --allow-overlap")
+
+
+def find_snapshot(store: Store, window: Window) -> Snapshot | None:
+    row = store.edition(window=window)
+    return None if row is None else load_snapshot(store, row)
+
+
+def load_snapshot(store: Store, row: EditionRow) -> Snapshot:
+    variants = store.recipients_per_variant(row.id)
+    return Snapshot(row.id, row.number, store.edition_subject(row.id), variants,
+                    store.delivery_counts(row.id))
+
+
+def store_snapshot(store: Store, plan: Plan) -> Snapshot:
+    """Store the edition, its variants and one delivery row per active subscriber, in one
+    transaction. Another process may have stored the same window meanwhile: then that
+    edition is the one to send."""
+    edition = plan.edition
+    window = edition.window
+    with store.write() as db:
+        if store.edition(window=window) is None:
+            edition_id = store.insert_edition(db, number=edition.number, window=window,
+                                              nonce=secrets.token_hex(6),
+                                              payload=edition_to_json(edition))
+            for variant in plan.variants:
+                store.insert_variant(db, edition_id, variant)
+            for categories in store.variant_demand():  # as of now, not as of the plan
+                variant_plan = edition.plan(split_categories(categories))
+                if variant_plan.stories:
+                    store.insert_deliveries(db, edition_id, categories, variant_plan.key)
+    snapshot = find_snapshot(store, window)
+    assert snapshot is not None
+    return snapshot
