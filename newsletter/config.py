@@ -78,6 +78,8 @@ DEFAULT_EXCLUDE_SECTIONS = (
     r"subscribe", r"订阅", r"关注(我们|我|公众号)", r"扫码", r"follow us", r"contribut",
     r"投稿", r"交流群",
     r"\bfaq\b", r"常见问题",
+    # the author's closing commentary on the stories above, not stories of its own
+    r"^(summary|conclusions?|key takeaways|takeaways|总结|结语|小结|趋势洞察|洞察)$",
 )
 # Links that are never a story's own link (regular expressions searched in the URL).
 DEFAULT_EXCLUDE_LINKS = (
