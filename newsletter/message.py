@@ -133,6 +133,8 @@ class MessageFactory:
         ]
         if settings.reply_to:
             headers.insert(1, f"Reply-To: {one_line(settings.reply_to)}")
+        if settings.feedback_id:  # Gmail's feedback loop groups complaints by it
+            headers.append(encode_header("Feedback-ID", settings.feedback_id))
         self.static_headers = CRLF.join(headers)
         slots = Slots(variant.nonce)
         names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}

@@ -32,6 +32,7 @@ from newsletter.render import RenderedVariant, Renderer
 from newsletter.store import Store, join_categories, now_iso, split_categories
 from newsletter.tokens import Tokens
 from newsletter.transport import Connection, PermanentFailure, TransientFailure, Transport
+from newsletter.verp import Envelope
 from newsletter.window import Window
 
 MAX_BACKOFF = 60.0
@@ -225,6 +226,7 @@ class Sender:
         self.domain = settings.from_address.rpartition("@")[2]
         self.limiter = RateLimiter(options.rate, options.per_hour, options.concurrency)
         self.fatal: DeliveryError | None = None
+        self.envelope = Envelope(settings, tokens)
 
     # -- variants, including ones a subscriber moved to after the snapshot
     def factory(self, key: str) -> MessageFactory | None:
@@ -353,8 +355,9 @@ class Sender:
                     message = factory.build(
                         Recipient(job.email, job.name, job.subscriber_id),
                         message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
-                    reply = await conn.send(self.settings.from_address,
-                                            ascii_address(job.email), message)
+                    reply = await conn.send(
+                        self.envelope.sender(self.report.edition_id, job.subscriber_id),
+                        ascii_address(job.email), message)
                 except TransientFailure as exc:
                     if exc.reconnect and conn is not None:
                         await conn.close()

@@ -30,6 +30,7 @@ from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
 from newsletter.tokens import Tokens
 from newsletter.transport import describe, make_transport, send_one
+from newsletter.verp import Envelope
 from newsletter.window import Window
 
 
@@ -182,8 +183,9 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
         raise NewsletterError(f"variant {plan.key} has no stories in {window.label()}; "
                               "nothing to send")
     variant = renderer.render(edition, plan)
-    factory = MessageFactory(settings, variant, renderer, signing_tokens(settings))
-    reply = asyncio.run(send_one(make_transport(settings), settings.from_address,
+    tokens = signing_tokens(settings)
+    factory = MessageFactory(settings, variant, renderer, tokens)
+    reply = asyncio.run(send_one(make_transport(settings), Envelope(settings, tokens).sender(0, 0),
                                  ascii_address(email), factory.build(recipient)))
     return (f"Sent one copy of variant {variant.key} ({variant.subject}) to {email} via "
             f"{describe(settings)}: {reply}")
