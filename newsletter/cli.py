@@ -364,6 +364,25 @@ def editions_show(obj: _Context, number: int) -> None:
         click.echo(line)
 
 
+@cli.command("bounces")
+@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+              help="Read this Maildir; processed messages move into its .processed folder.")
+@click.option("--mbox", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read this mbox file (left as it is).")
+@click.option("--imap", metavar="URL", help="Read imaps://user@host/INBOX (password from "
+              "NEWSLETTER_IMAP_PASSWORD); processed messages are flagged and moved.")
+@pass_ctx
+def bounces_command(obj: _Context, maildir: Path | None, mbox: Path | None,
+                    imap: str | None) -> None:
+    """Read bounces and complaints; mark subscribers bounced or complained."""
+    from newsletter.bounces.mailboxes import open_mailbox
+    from newsletter.bounces.process import process_mailbox, report_lines
+
+    box = open_mailbox(maildir=maildir, mbox=mbox, imap=imap)
+    for line in report_lines(process_mailbox(obj.settings, box)):
+        click.echo(line)
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")

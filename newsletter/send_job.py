@@ -212,10 +212,13 @@ def edition_detail(settings: Settings, number: int) -> list[str]:
             raise NewsletterError(f"no edition {number} (see `newsletter editions`)")
         snap = load_snapshot(store, row)
         failures: list[Any] = store.failures(snap.edition_id)
+        bounced = store.bounce_counts(snap.edition_id)
     lines = [f"Edition {number}: {row['window_start']} – {row['window_end']}",
              f"Subject: {snap.subject}",
              "Deliveries: " + ", ".join(f"{k} {v}" for k, v in snap.counts.items())]
     lines += [f"  variant {k}: {v} recipients" for k, v in snap.variants.items()]
+    lines.append(f"Bounces: hard {bounced['hard']}, soft {bounced['soft']}, "
+                 f"complaints {bounced['complaint']} (`newsletter bounces` reads them)")
     if failures:
         lines.append("Failed or deferred:")
         lines += [f"  {f['email']}  {f['status']} after {f['attempts']} attempts: {f['reply']}"
