@@ -26,6 +26,7 @@ from newsletter.compose import (
 )
 from newsletter.config import Settings
 from newsletter.content import Problem
+from newsletter.dkim import signer_for
 from newsletter.errors import DeliveryError
 from newsletter.message import MessageFactory, Recipient, ascii_address
 from newsletter.render import RenderedVariant, Renderer
@@ -227,6 +228,7 @@ class Sender:
         self.limiter = RateLimiter(options.rate, options.per_hour, options.concurrency)
         self.fatal: DeliveryError | None = None
         self.envelope = Envelope(settings, tokens)
+        signer_for(settings.dkim)  # a bad DKIM key is a config error before any message
 
     # -- variants, including ones a subscriber moved to after the snapshot
     def factory(self, key: str) -> MessageFactory | None:
@@ -352,7 +354,7 @@ class Sender:
                 try:
                     if conn is None:
                         conn, used = await self.transport.connect(), 0
-                    message = factory.build(
+                    message = await factory.build_async(
                         Recipient(job.email, job.name, job.subscriber_id),
                         message_id=f"{self.edition_row['nonce']}.{job.delivery_id}@{self.domain}")
                     reply = await conn.send(

@@ -14,6 +14,7 @@ from typing import Any
 
 from newsletter.compose import compose_window
 from newsletter.config import Settings, secret_key
+from newsletter.dkim import signer_for
 from newsletter.errors import NewsletterError
 from newsletter.message import MessageFactory, Recipient, ascii_address
 from newsletter.render import Renderer
@@ -46,6 +47,7 @@ class SendJob:
         self.options = SendOptions.from_settings(settings, limit=limit,
                                                  concurrency=concurrency, rate=rate)
         self.tokens = signing_tokens(settings)
+        signer_for(settings.dkim)  # a bad DKIM key stops the run before the edition is stored
         self.store = Store(settings.store_path)
         self.renderer = Renderer(settings)
         self.via = describe(settings)
