@@ -110,8 +110,16 @@ class ImapBox:
             raise DeliveryError(f"{self.name}: {exc}") from exc
         if status != "OK":
             raise DeliveryError(f"{self.name}: cannot open the folder {self.folder!r}")
-        self.can_move = "MOVE" in self.imap.capabilities
+        self.can_move = "MOVE" in self._capabilities()
         self.target = ""
+
+    def _capabilities(self) -> set[str]:
+        """Asked again after login: servers announce MOVE only to a logged-in client."""
+        status, data = self.imap.capability()
+        first = data[0] if status == "OK" and data else b""
+        words = first.decode("ascii", "replace").upper().split() if isinstance(
+            first, bytes) else []
+        return set(words) | {str(c).upper() for c in self.imap.capabilities}
 
     @staticmethod
     def _quote(name: str) -> str:
