@@ -158,3 +158,30 @@ def test_bounces_usage_errors(site: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert result.exit_code == 2 and "NEWSLETTER_IMAP_PASSWORD" in result.output
     result = runner.invoke(cli, ["bounces", "--imap", "http://x"])
     assert result.exit_code == 2 and "imaps://user@host/INBOX" in result.output
+
+
+def test_a_version_1_database_gains_the_bounces_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    from newsletter.store import _MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[0] + ";PRAGMA user_version = 1;")
+    db.execute("INSERT INTO subscribers (email, email_key, status, created_at, updated_at) "
+               "VALUES ('a@example.org', 'a@example.org', 'active', 'x', 'x')")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
+        sub = store.subscriber("a@example.org")
+        assert sub is not None
+        assert store.record_bounce(message_key="k", kind="hard", edition_id=None,
+                                   subscriber_id=sub.id, recipient="a@example.org",
+                                   status="5.1.1", detail="", received_at="2026-01-01",
+                                   soft_limit=3, soft_since="2025-01-01") == "bounced"
+        assert store.record_bounce(message_key="k", kind="complaint", edition_id=None,
+                                   subscriber_id=sub.id, recipient="a@example.org",
+                                   status="", detail="", received_at="2026-01-01",
+                                   soft_limit=3, soft_since="2025-01-01") is None
+        assert store.erase_subscriber("a@example.org") == 2  # the row and its bounce

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import cli
+from newsletter.dkim import generate_key
 from newsletter.store import Store
 from newsletter.window import Window, resolve_window
 from tests.conftest import WritePost
@@ -64,12 +66,16 @@ def week(write_post: WritePost) -> Window:
     return resolve_window(tz=__import__("zoneinfo").ZoneInfo("Asia/Shanghai"), week="2025-W51")
 
 
-def send_through_postfix(site: Path, postfix: Postfix, flow: str) -> None:
+def send_through_postfix(site: Path, postfix: Postfix, flow: str) -> str:
+    """Send the week to known and unknown users; returns the DKIM record of the key used."""
+    pem, record = generate_key("rsa")
+    (site / "dkim.pem").write_bytes(pem)
     config = site / "newsletter.toml"
     config.write_text(config.read_text(encoding="utf-8").replace(
         'from = "weekly@example.com"',
         f'from = "weekly@example.com"\nbounce_address = "bounces-{flow}@{BOUNCE_DOMAIN}"')
-        + f'\n[smtp]\nhost = "127.0.0.1"\nport = {postfix.port}\ntls = "none"\n',
+        + f'\n[smtp]\nhost = "127.0.0.1"\nport = {postfix.port}\ntls = "none"\n'
+        + '\n[dkim]\ndomain = "example.com"\nselector = "t"\nkey_file = "dkim.pem"\n',
         encoding="utf-8")
     runner = CliRunner()
     for user in KNOWN[flow] + UNKNOWN[flow]:
@@ -94,6 +100,7 @@ def send_through_postfix(site: Path, postfix: Postfix, flow: str) -> None:
     for path in bounces.iterdir():
         raw = path.read_bytes()
         assert b"report-type=delivery-status" in raw and b"Status: 5.1.1" in raw
+    return record
 
 
 def statuses(site: Path) -> dict[str, str]:
@@ -106,7 +113,13 @@ def expected(flow: str) -> dict[str, str]:
 
 
 def test_postfix_bounces_through_a_maildir(site: Path, week: Any, postfix: Postfix) -> None:
-    send_through_postfix(site, postfix, "maildir")
+    record = send_through_postfix(site, postfix, "maildir")
+    for user in KNOWN["maildir"]:  # the signature survives a real MTA's added headers
+        (delivered,) = (postfix.maildir(user) / "new").iterdir()
+        raw = delivered.read_bytes()
+        assert raw.startswith(b"Return-Path: <bounces-maildir+")
+        assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record.encode()
+                           if name == b"t._domainkey.example.com." else None)
     box = postfix.bounce_maildir("bounces-maildir")
     runner = CliRunner()
     first = runner.invoke(cli, ["bounces", "--maildir", str(box)])
