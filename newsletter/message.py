@@ -7,7 +7,6 @@ are produced, so building a message costs far less than sending it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import re
@@ -22,6 +21,7 @@ from markupsafe import escape
 
 from newsletter.config import Settings
 from newsletter.dkim import signer_for
+from newsletter.dkim_pool import sign_elsewhere
 from newsletter.render import RenderedVariant, Renderer, Slots
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
 
@@ -138,6 +138,7 @@ class MessageFactory:
         if settings.feedback_id:  # Gmail's feedback loop groups complaints by it
             headers.append(encode_header("Feedback-ID", settings.feedback_id))
         self.static_headers = CRLF.join(headers)
+        self.static_head = f"{self.static_headers}{CRLF}".encode("ascii")
         slots = Slots(variant.nonce)
         names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}
         self.html_part = Base64Part(variant.html, names)
@@ -158,7 +159,8 @@ class MessageFactory:
 
     def parts(self, recipient: Recipient, *, message_id: str | None = None,
               date: datetime | None = None) -> tuple[bytes, bytes]:
-        """The header block (fields ending in CRLF) and the body of one message."""
+        """This recipient's header fields (after the static ones, each ending in CRLF) and
+        the body of their message."""
         preferences_url, unsubscribe_url = self.links(recipient)
         greeting = self.renderer.greeting(recipient.name)
         text_values = {"greeting": greeting, "preferences_url": preferences_url,
@@ -175,25 +177,34 @@ class MessageFactory:
             f"Message-ID: <{one_line(mid)}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])
-        head = f"{self.static_headers}{CRLF}{personal}{CRLF}".encode("ascii")
         text = self.text_part.encode({k: v.encode("utf-8") for k, v in text_values.items()})
         body = b"".join((self.text_head, text, self.html_head,
                          self.html_part.encode(html_values), self.end))
-        return head, body
+        return f"{personal}{CRLF}".encode("ascii"), body
+
+    def _prepare(self, personal: bytes, body: bytes) -> tuple[bytes, bytes]:
+        assert self.signer is not None  # our body is base64 lines: canonical already
+        return self.signer.prepare(personal, body, static=self.static_head,
+                                   canonical_body=True)
 
     def build(self, recipient: Recipient, *, message_id: str | None = None,
               date: datetime | None = None) -> bytes:
-        head, body = self.parts(recipient, message_id=message_id, date=date)
-        signature = self.signer.signature(head, body) if self.signer else b""
-        return b"".join((signature, head, b"\r\n", body))
+        personal, body = self.parts(recipient, message_id=message_id, date=date)
+        signature = b""
+        if self.signer is not None:
+            header, data = self._prepare(personal, body)
+            signature = self.signer.finish(header, self.signer.sign(data))
+        return b"".join((signature, self.static_head, personal, b"\r\n", body))
 
     async def build_async(self, recipient: Recipient, *, message_id: str | None = None,
                           date: datetime | None = None) -> bytes:
-        """build(), with an RSA signature computed in a thread: OpenSSL releases the GIL,
-        so signing overlaps the event loop's work instead of adding to it."""
-        head, body = self.parts(recipient, message_id=message_id, date=date)
+        """build(), with an RSA signature made in the signing process (dkim_pool), so it
+        runs on another core beside the event loop."""
+        personal, body = self.parts(recipient, message_id=message_id, date=date)
         signature = b""
         if self.signer is not None:
-            signature = (await asyncio.to_thread(self.signer.signature, head, body)
-                         if self.signer.slow else self.signer.signature(head, body))
-        return b"".join((signature, head, b"\r\n", body))
+            header, data = self._prepare(personal, body)
+            signed = (await sign_elsewhere(self.signer, data) if self.signer.slow
+                      else self.signer.sign(data))
+            signature = self.signer.finish(header, signed)
+        return b"".join((signature, self.static_head, personal, b"\r\n", body))

@@ -125,3 +125,40 @@ def test_dkim_key_command(site: Path, kind: str) -> None:
     assert "".join(re.findall(r'"([^"]*)"', zone.group(1))) == record.group(1)
     again = runner.invoke(cli, ["dkim-key", "--out", "k.pem"])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_signing_helper_process_and_its_fallback() -> None:
+    import asyncio
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    from newsletter import dkim_pool
+    from newsletter.dkim import Signer
+    from newsletter.transport import TransientFailure
+
+    key = serialization.load_pem_private_key(generate_key("rsa")[0], password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signer = Signer("example.com", "s", key)
+    data = [b"message %d" % n for n in range(25)]
+
+    async def sign_all() -> list[bytes]:
+        return await asyncio.gather(*(dkim_pool.sign_elsewhere(signer, d) for d in data))
+
+    for _ in range(2):  # a second event loop reuses the helper
+        for d, signature in zip(data, asyncio.run(sign_all()), strict=True):
+            key.public_key().verify(signature, d, padding.PKCS1v15(), hashes.SHA256())
+    helper = dkim_pool._processes[id(signer)]
+    assert helper.process.is_alive() and helper.process.pid != __import__("os").getpid()
+    helper.process.kill()
+    helper.process.join(10)
+
+    async def after_death() -> bytes:
+        try:
+            return await dkim_pool.sign_elsewhere(signer, b"late")
+        except TransientFailure:  # the message it held is retried by the sender
+            return await dkim_pool.sign_elsewhere(signer, b"late")
+
+    signature = asyncio.run(after_death())
+    key.public_key().verify(signature, b"late", padding.PKCS1v15(), hashes.SHA256())
+    assert helper.broken
