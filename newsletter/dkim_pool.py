@@ -2,16 +2,17 @@
 
 `cryptography` holds the GIL while it signs, and an RSA-2048 signature (~0.25 ms here)
 costs about as much CPU as building and sending the message. One helper process per
-key signs batches on another core: while it signs one batch, the event loop builds and
-sends the next. A helper that dies fails the messages it held (they are retried) and
-signing falls back to the calling process.
+key signs on another core while the event loop builds and sends other messages. A
+helper that dies fails the messages it held (they are retried) and signing falls back
+to the calling process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
-import struct
+import signal
 from multiprocessing.connection import Connection
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,32 +21,24 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from newsletter.dkim import Signer
 from newsletter.transport import TransientFailure
 
-_LENGTH = struct.Struct("!I")
-
 
 def _serve(conn: Connection, pem: bytes) -> None:
-    """The helper: a batch of length-prefixed inputs in, their signatures out."""
+    """The helper: data in, its signature out, in order. Ctrl+C reaches the whole process
+    group: the sender handles it; the helper ends when the sender closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     while True:
         try:
-            batch = conn.recv_bytes()
+            data = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the sender is gone
-        out, pos = [], 0
-        while pos < len(batch):
-            (size,) = _LENGTH.unpack_from(batch, pos)
-            pos += _LENGTH.size
-            out.append(key.sign(batch[pos:pos + size], padding.PKCS1v15(), hashes.SHA256()))
-            pos += size
-        conn.send_bytes(b"".join(out))
+        conn.send_bytes(key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
 
 
 class SigningProcess:
     def __init__(self, signer: Signer) -> None:
-        assert isinstance(signer.key, rsa.RSAPrivateKey)
         self.signer = signer  # kept alive: its id() names this helper
-        self.size = (signer.key.key_size + 7) // 8  # every signature is this long
         pem = signer.key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption())
@@ -56,59 +49,56 @@ class SigningProcess:
         self.process.start()
         child.close()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pending: list[tuple[bytes, asyncio.Future[bytes]]] = []
-        self.in_flight: list[tuple[bytes, asyncio.Future[bytes]]] = []
+        self.waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
         self.broken = False
 
     async def sign(self, data: bytes) -> bytes:
+        """Each request goes out at once (one small write); replies come back in order,
+        each as soon as it is signed, so a message waits for its own signature only."""
         loop = asyncio.get_running_loop()
         if loop is not self.loop:
             self._bind(loop)
         future: asyncio.Future[bytes] = loop.create_future()
-        self.pending.append((data, future))
-        if not self.in_flight:
-            self._flush()
+        try:
+            self.conn.send_bytes(data)
+        except OSError as exc:
+            self._fail(exc)
+            raise TransientFailure(f"DKIM signing process: {exc!r}", reconnect=False) from exc
+        self.waiting.append(future)
         return await future
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve a new event loop (each `asyncio.run` has its own)."""
-        if self.in_flight:  # the reply of a batch whose loop is gone: read and drop it
+        for _ in range(len(self.waiting)):  # replies for a loop that is gone: drop them
             self.conn.recv_bytes()
-        self.pending, self.in_flight = [], []
+        self.waiting.clear()
         if self.loop is not None and not self.loop.is_closed():
             self.loop.remove_reader(self.conn.fileno())
         loop.add_reader(self.conn.fileno(), self._on_reply)
         self.loop = loop
 
-    def _flush(self) -> None:
-        self.in_flight, self.pending = self.pending, []
-        try:
-            self.conn.send_bytes(b"".join(_LENGTH.pack(len(d)) + d for d, _ in self.in_flight))
-        except OSError as exc:
-            self._fail(exc)
-
     def _on_reply(self) -> None:
+        """Every reply that is ready, in one wake-up."""
         try:
-            reply = self.conn.recv_bytes()
+            while self.waiting:
+                signature = self.conn.recv_bytes()
+                future = self.waiting.popleft()
+                if not future.done():
+                    future.set_result(signature)
+                if not self.conn.poll(0):
+                    break
         except (EOFError, OSError) as exc:
             self._fail(exc)
-            return
-        for n, (_, future) in enumerate(self.in_flight):
-            if not future.done():
-                future.set_result(reply[n * self.size:(n + 1) * self.size])
-        self.in_flight = []
-        if self.pending:
-            self._flush()
 
     def _fail(self, exc: BaseException) -> None:
         self.broken = True
         if self.loop is not None and not self.loop.is_closed():
             self.loop.remove_reader(self.conn.fileno())
-        for _, future in self.in_flight + self.pending:
+        while self.waiting:
+            future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(TransientFailure(f"DKIM signing process: {exc!r}",
                                                       reconnect=False))
-        self.in_flight, self.pending = [], []
 
 
 _processes: dict[int, SigningProcess] = {}
