@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
+from newsletter.dkim import signer_for
 from newsletter.errors import DeliveryError
 from newsletter.limits import Limits
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
@@ -39,6 +40,7 @@ from newsletter.transport import (
     Transport,
     server_name,
 )
+from newsletter.verp import Envelope
 
 MAX_BACKOFF = 60.0
 BATCH = 500
@@ -83,6 +85,8 @@ class Sender:
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
+        self.verp = Envelope(settings, tokens)
+        signer_for(settings.dkim)  # a bad DKIM key is a config error before any message
 
     def on_event(self, event: SendEvent) -> None:
         """Tell the observer; an observer that fails never changes a delivery's outcome."""
@@ -257,13 +261,13 @@ class Sender:
                 self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
         await _close(conn)
 
-    def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
-        """The envelope sender and the message bytes for one job: the one place where
-        per-recipient envelope senders or signing hook in."""
-        message = factory.build(
+    async def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
+        """The envelope sender (VERP when configured) and the message bytes, DKIM-signed
+        when configured, for one job."""
+        message = await factory.build_async(
             Recipient(job.email, job.name, job.subscriber_id),
             message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
-        return self.settings.from_address, message
+        return self.verp.sender(self.report.edition_id, job.subscriber_id), message
 
     async def _deliver(self, job: _Job, conn: Connection | None,
                        used: int) -> tuple[Connection | None, int]:
@@ -280,7 +284,11 @@ class Sender:
                          "[send] smtputf8 = true if your SMTP server offers SMTPUTF8",
                          retarget=retarget)
             return conn, used
-        sender, message = self.envelope(job, factory)
+        try:
+            sender, message = await self.envelope(job, factory)
+        except TransientFailure as exc:  # the signing helper went away: later, in-process
+            self._retry_or_defer(job, exc.reply)
+            return conn, used
         if not await self.limits.acquire():
             return conn, used  # stopped while waiting: left for the next run
         job.tries += 1
