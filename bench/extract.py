@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from newsletter.config import ContentRules  # noqa: E402
-from newsletter.content import read_text, split_front_matter  # noqa: E402
+from newsletter.content import read_text  # noqa: E402
+from newsletter.front_matter import split_front_matter  # noqa: E402
 from newsletter.items import MD, compile_rules, extract  # noqa: E402
 from tests.extraction_score import Score, labelled_posts, score_post  # noqa: E402
 

@@ -8,7 +8,8 @@ from collections import defaultdict
 import pytest
 
 from newsletter.config import ContentRules
-from newsletter.content import read_text, split_front_matter
+from newsletter.content import read_text
+from newsletter.front_matter import split_front_matter
 from newsletter.items import compile_rules, extract, extract_items
 from tests.extraction_score import Score, labelled_posts, match, score_post
 

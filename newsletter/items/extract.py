@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from markdown_it.token import Token
-from rapidfuzz import fuzz, process
 
 from newsletter.items.blocks import Block, block_tree
 from newsletter.items.html import html_to_markdown
@@ -41,6 +40,8 @@ from newsletter.items.inline import (
     read_lead,
     web_url,
 )
+from newsletter.items.item import Item
+from newsletter.items.repeats import drop_repeats
 from newsletter.items.text import MD
 
 # Headings that introduce the links of the item above them, not items of their own.
@@ -51,19 +52,6 @@ _LINKS_LABEL = re.compile(
 _BOLD_HEADER_MAX = 120
 _STORY_PROSE = 80  # characters of text under a heading that tell a story of its own
 _HTML_STRUCTURE = re.compile(r"<(h[1-6]|p|li|a)\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Item:
-    headline: str
-    url: str | None
-    source: str | None
-    summary_md: str
-    summary_text: str
-    section: str | None = None  # the digest's own heading the item sits under
-    tags: tuple[str, ...] = ()
-    links: tuple[str, ...] = ()  # further links of the item ("links mentioned", sources)
-    shape: str = "link-led"
 
 
 @dataclass(frozen=True)
@@ -106,7 +94,7 @@ def extract(body: str, tokens: Sequence[Token] | None = None, rules: Rules = Rul
     if any(t.type == "html_block" and _HTML_STRUCTURE.search(t.content) for t in tokens):
         tokens = MD.parse(_with_html_as_markdown(body, tokens))
     blocks = block_tree(tokens)
-    items = _drop_restatements(walker.section(_sections(blocks), None))
+    items = drop_repeats(walker.section(_sections(blocks), None))
     walker.result.items = items
     walker.result.shapes = Counter(item.shape for item in items)
     return walker.result
@@ -442,97 +430,6 @@ def _told_as_item(item: Item) -> bool:
 
 def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
-
-
-def _drop_restatements(items: list[Item]) -> list[Item]:
-    """A story told twice in one post is one item, told where it first appears:
-    - a section whose links were mostly given already (highlights, then an overview, then
-      a reference list) repeats them; its items with a new link stay;
-    - an overview line without a link that another item tells in full;
-    - a lead repeated word for word without a link ("预测时间：") is a field name.
-    Several items of one section sharing a link is a hub (an aggregator page): all stay."""
-    items = _drop_overview(items)
-    items = _drop_repeated_sections(items)
-    items = _drop_report_parts(items)
-    norms = [_norm(i.headline) for i in items]
-    full = [k for k, i in zip(norms, items, strict=True)
-            if k and (i.url is not None or len(i.summary_text) >= 60)]
-    long_full = [k for k in full if len(k) >= 8]
-    bare_leads = Counter(_norm(i.headline) for i in items if i.url is None)
-    linked_leads = Counter(_norm(i.headline) for i in items if i.url is not None)
-    keep: list[Item] = []
-    for n, item in enumerate(items):
-        key = norms[n]
-        if (item.url is None and bare_leads[key] > 1) or linked_leads[key] > 2:
-            continue  # a field name, or a placeholder title ("（标题待翻译）") on many links
-        short_and_bare = item.url is None and len(item.summary_text) < 60  # never in `full`
-        if short_and_bare and _told_elsewhere(key, full, long_full):
-            continue
-        keep.append(item)
-    return keep
-
-
-def _drop_report_parts(items: list[Item]) -> list[Item]:
-    """A post without a single story link whose headings are all short labels ("今日表现",
-    "1. 风险因素") is a report in parts, not a digest of stories: its parts are no items."""
-    parts = [i for i in items if i.shape.endswith("heading")]
-    if len(parts) < 3 or any(i.url for i in items) or not all(
-            label_like(i.headline, limit=8) for i in parts):
-        return items
-    return [i for i in items if not i.shape.endswith("heading")]
-
-
-def _drop_repeated_sections(items: list[Item]) -> list[Item]:
-    keep: list[Item] = []
-    seen: set[str] = set()
-    start = 0
-    while start < len(items):
-        end = start
-        while end < len(items) and items[end].section == items[start].section:
-            end += 1
-        section = items[start:end]
-        linked = [i for i in section if i.url is not None]
-        repeated = [i for i in linked if i.url in seen]
-        distinct = {i.url for i in linked}
-        mostly_repeated = bool(linked) and len({i.url for i in repeated}) * 5 >= len(distinct) * 3
-        shared = Counter(i.url for i in linked)
-        keep += [i for i in section if i.url not in seen or (
-            shared[i.url] > 1 and not mostly_repeated)]
-        for item in section:
-            seen.update(u for u in (item.url, *item.links) if u)
-        start = end
-    return keep
-
-
-def _drop_overview(items: list[Item]) -> list[Item]:
-    """A post that opens with a list of one-line, link-less headlines and then tells at
-    least as many stories in full opens with an overview of them (perhaps in another
-    language): the full stories are the items."""
-    if not items or items[0].url is not None:
-        return items
-    first = items[0].section
-    head = 0
-    while head < len(items) and items[head].section == first and items[head].url is None \
-            and not items[head].summary_text:
-        head += 1
-    told = [i for i in items[head:] if i.url is not None or i.summary_text]
-    if head == 0 or (head < len(items) and items[head].section == first) or len(told) < head:
-        return items
-    return items[head:]
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text.casefold())
-
-
-def _told_elsewhere(key: str, others: list[str], long_others: list[str]) -> bool:
-    """Is `key` a near-duplicate of one of `others` (normalized headlines)?"""
-    if not key or not others:
-        return False
-    if process.extractOne(key, others, scorer=fuzz.ratio, score_cutoff=60):
-        return True
-    return len(key) >= 8 and bool(process.extractOne(key, long_others, scorer=fuzz.partial_ratio,
-                                                     score_cutoff=80))
 
 
 def compile_rules(exclude_sections: Sequence[str], exclude_links: Sequence[str]) -> Rules:
