@@ -8,12 +8,15 @@ runs in `BEGIN IMMEDIATE` so two writers queue instead of failing. The schema ve
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from newsletter.claims import MIGRATION as CLAIMS_MIGRATION
+from newsletter.claims import Claims
 from newsletter.errors import NewsletterError
 from newsletter.rows import DeliveryRow as DeliveryRow
 from newsletter.rows import EditionRow as EditionRow
@@ -103,6 +106,8 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX signups_address ON signups(email_key, at);
     CREATE INDEX signups_queue ON signups(state, next_at);
     """,
+    # 3: claimed deliveries, so several senders share an edition (claims.py)
+    CLAIMS_MIGRATION,
 ]
 MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
 
@@ -111,7 +116,7 @@ class StoreError(NewsletterError):
     """The database file cannot be opened or is newer than this program."""
 
 
-class Store:
+class Store(Claims):
     def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
         self.path = path
         try:
@@ -392,8 +397,10 @@ class Store:
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
         """Journal one result at once: committed before the next message on its connection."""
         update = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
-                  "variant_key = COALESCE(?, variant_key) WHERE id = ?")
-        values = (status, attempts, reply[:500], now_iso(), variant_key, delivery_id)
+                  "variant_key = COALESCE(?, variant_key), claimed_by = NULL, heartbeat = ? "
+                  "WHERE id = ?")
+        values = (status, attempts, reply[:500], now_iso(), variant_key, time.time(),
+                  delivery_id)
         if bounce_subscriber is None:
             self.db.execute(update, values)  # one statement: its own transaction
             return
