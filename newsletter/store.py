@@ -335,11 +335,13 @@ class Store(Claims):
         return int(cursor.lastrowid or 0)
 
     def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
-                          key: str) -> None:
-        """One pending delivery per active subscriber who chose exactly `categories`."""
-        db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
+                          key: str) -> int:
+        """One pending delivery per active subscriber who chose exactly `categories`;
+        returns how many."""
+        return db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
                    "variant_key) SELECT ?, id, email, name, ? FROM subscribers "
-                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories))
+                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories)
+                          ).rowcount
 
     def delivery_counts(self, edition_id: int) -> dict[str, int]:
         counts = {s: 0 for s in DELIVERY_STATES}
