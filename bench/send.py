@@ -119,13 +119,13 @@ def child_ours(folder: str, workers: str = "1", limit: str = "0") -> None:
     from newsletter.send_job import SendJob
     from newsletter.send_report import SendReport, Settled
     from newsletter.send_workers import deliver, run_workers
-    from newsletter.store import Store
-    from newsletter.subscribers import import_csv
     from newsletter.window import resolve_window
 
     settings = load_settings("newsletter.toml")
-    with Store(settings.store_path) as store:
-        import_csv(store, settings, Path("people.csv"))
+    # the import runs in its own process, as `subscribers import` does: this one's peak
+    # memory is the send's
+    subprocess.run([sys.executable, str(HERE), "--child", "import", folder], check=True,
+                   timeout=3600)
     window = resolve_window(tz=settings.timezone, week="2025-W51")
     with SendJob(settings, window, limit=int(limit) or None) as job:
         assert job.plan is not None
@@ -156,6 +156,17 @@ def child_ours(folder: str, workers: str = "1", limit: str = "0") -> None:
                       "cpu": cpu_now() - cpu, "sent": report.sent,
                       "failed": report.failed + report.deferred, "peak_mb": peak_mb(),
                       "message_bytes": size}))
+
+
+def child_import(folder: str) -> None:
+    os.chdir(folder)
+    from newsletter.config import load_settings
+    from newsletter.store import Store
+    from newsletter.subscribers import import_csv
+
+    settings = load_settings("newsletter.toml")
+    with Store(settings.store_path) as store:
+        import_csv(store, settings, Path("people.csv"))
 
 
 def child_bare(port: str, count: str, connections: str, size: str) -> None:
@@ -223,7 +234,8 @@ def main() -> None:
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
-        {"ours": child_ours, "bare": child_bare}[args.child[0]](*args.child[1:])
+        children = {"ours": child_ours, "bare": child_bare, "import": child_import}
+        children[args.child[0]](*args.child[1:])
         return
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool) is None:

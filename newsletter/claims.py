@@ -60,12 +60,23 @@ class Claims:
               stale_before: float, started: float) -> list[PendingDelivery]:
         """Claim up to `batch` claimable deliveries with an id above `after`, in id order."""
         with self.write() as db:
+            # walk the table in id order from `after` and stop at `batch` rows: the status
+            # index would collect and sort every unsent row of the edition for each batch
             rows = db.execute(
                 "UPDATE deliveries SET claimed_by = ?, heartbeat = ? WHERE id IN "
-                f"(SELECT id FROM deliveries WHERE {_CLAIMABLE} AND id > ? ORDER BY id "
-                "LIMIT ?) RETURNING id, subscriber_id, email, name, variant_key, attempts",
+                f"(SELECT id FROM deliveries NOT INDEXED WHERE {_CLAIMABLE} AND id > ? "
+                "ORDER BY id LIMIT ?) "
+                "RETURNING id, subscriber_id, email, name, variant_key, attempts",
                 (owner, now, edition_id, started, stale_before, after, batch)).fetchall()
         return [PendingDelivery(*row) for row in sorted(rows, key=lambda row: row[0])]
+
+    def first_unsent(self, edition_id: int) -> int:
+        """Just below the edition's first pending or deferred id (from the index): where a
+        walk for claims starts."""
+        firsts = [db_min for status in ("pending", "deferred") if (db_min := self.db.execute(
+            "SELECT MIN(id) FROM deliveries WHERE edition_id = ? AND status = ?",
+            (edition_id, status)).fetchone()[0]) is not None]
+        return min(firsts, default=1) - 1
 
     def heartbeat(self, owner: str, now: float) -> None:
         """Keep this sender's claims alive."""

@@ -162,19 +162,22 @@ class Sender:
     async def _produce(self) -> None:
         """Claim batches until nothing is left; then wait while other live senders hold
         claims, taking over those of a sender that died."""
-        after, taken = 0, 0
-        limit = self.options.limit
-        self.store.release_dead(self.report.edition_id)
+        edition_id = self.report.edition_id
+        taken, limit = 0, self.options.limit
+        self.store.release_dead(edition_id)
+        start = after = self.store.first_unsent(edition_id)
         while not self.stop.is_set():
             size = BATCH if limit is None else min(BATCH, limit - taken)
             if size <= 0:
                 break
             rows = self._claim(after, size)
-            if not rows and after > 0:
-                after = 0  # one more look from the start: claims released meanwhile
+            if not rows and after > start:
+                # one more look from the first unsent row: claims released meanwhile
+                start = after = self.store.first_unsent(edition_id)
                 continue
             if not rows:
-                if self.store.release_dead(self.report.edition_id):
+                if self.store.release_dead(edition_id):
+                    start = after = self.store.first_unsent(edition_id)
                     continue  # a sender on this host died: its claims are free now
                 if not self._others_busy():
                     break

@@ -50,6 +50,9 @@ async def deliver(settings: Settings, edition_id: int, options: SendOptions, *,
 
 def _worker(settings: Settings, edition_id: int, options: SendOptions, tokens: Tokens,
             started: float, index: int, settled: Any, results: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's forwarding handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def count(event: SendEvent, report: SendReport) -> None:
         if isinstance(event, Settled):
             settled[index] = report.done

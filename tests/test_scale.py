@@ -179,3 +179,28 @@ def _week(settings: Settings) -> Any:
     from newsletter.window import resolve_window
 
     return resolve_window(tz=settings.timezone, week="2025-W51")
+
+
+def test_sigterm_stops_every_worker_and_a_resume_finishes_once(
+        site: Path, write_post: Any, smtp_server: Any) -> None:
+    handler, port = smtp_server
+    handler.delay = 0.002
+    people = prepare(site, write_post, port, 1500)
+    run = subprocess.Popen([*SEND, "--workers", "2", "--concurrency", "2"], cwd=site,
+                           env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(handler.messages) < 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)  # to the parent only: it stops its workers
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1, out + err
+    assert "Interrupted: every result so far is recorded" in out
+    assert "ended without a report" not in out  # both workers stopped cleanly
+    assert len(handler.messages) < 1500
+    with Store(load_settings(site / "newsletter.toml").store_path) as store:
+        assert store.claimants(1) == {}  # every unsent claim given back
+        assert store.delivery_counts(1)["sent"] == len(handler.messages)
+    done = subprocess.run([*SEND, "--workers", "2"], cwd=site, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    once_each(handler, people)
