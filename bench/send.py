@@ -284,7 +284,8 @@ def main() -> None:
         f"\nat {args.large:,} subscribers: first message {large['first']:.2f} s (target < 3 s "
         f"at 1M), snapshot {large['snapshot']:.2f} s, peak RSS {large['peak_mb']:.0f} MB "
         f"(ratio to 20,000: {large['peak_mb'] / small['peak_mb']:.2f}, target <= 1.25), "
-        f"{large['sent']:,.0f} messages sent")))
+        f"{large['sent']:,.0f} messages sent at {large['sent'] / large['seconds']:,.0f} "
+        "msg/s")))
 
 
 if __name__ == "__main__":
