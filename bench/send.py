@@ -8,9 +8,12 @@ interleaved over several rounds (A B A B), medians and ranges:
   smtp-source  Postfix's own load generator (`smtp-source -d`)
 Ours is timed for the send phase and end to end (the snapshot included). Then one run at
 --large subscribers gives the first-message latency and peak memory (max RSS) against
-20,000; it sends --large-send messages and leaves the rest pending.
+20,000; it sends --large-send messages and leaves the rest pending. Then our send with
+DKIM signing (RSA-2048, Ed25519) against the same send without, interleaved over
+--dkim-rounds rounds: medians, ranges and the ratios.
 
     python bench/send.py [--count 20000] [--rounds 3] [--large 1000000] [--connections 10]
+                         [--dkim-rounds 3]
 
 Needs Postfix's smtp-sink and smtp-source (`apt-get install postfix`).
 """
@@ -81,9 +84,15 @@ def peak_mb() -> float:
 
 # ---------------------------------------------------------------- children
 
-def make_site(folder: Path, port: int, count: int, connections: int) -> None:
+def make_site(folder: Path, port: int, count: int, connections: int, dkim: str = "") -> None:
     (folder / "content").mkdir(parents=True)
-    (folder / "newsletter.toml").write_text(f"""
+    signing = ""
+    if dkim:
+        from newsletter.dkim import generate_key
+
+        (folder / "dkim.pem").write_bytes(generate_key(dkim)[0])
+        signing = '[dkim]\ndomain = "example.com"\nselector = "bench"\nkey_file = "dkim.pem"\n'
+    (folder / "newsletter.toml").write_text(signing + f"""
 [newsletter]
 name = "Bench Weekly"
 from = "weekly@example.com"
@@ -208,9 +217,9 @@ def run_smtp_source(port: int, count: int, connections: int, size: int) -> dict[
 # ---------------------------------------------------------------- main
 
 def measure_ours(port: int, count: int, connections: int, workers: int = 1,
-                 limit: int = 0) -> dict[str, float]:
+                 limit: int = 0, dkim: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        make_site(Path(tmp), port, count, connections)
+        make_site(Path(tmp), port, count, connections, dkim)
         result = run_child(["ours", tmp, str(workers), str(limit)])
     if result["sent"] != (limit or count):
         raise SystemExit(f"ours sent {result['sent']} of {limit or count}")
@@ -231,6 +240,7 @@ def main() -> None:
                         help="messages actually sent at --large (the rest stay pending)")
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dkim-rounds", type=int, default=3)
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
@@ -256,6 +266,13 @@ def main() -> None:
         small = measure_ours(port, 20_000, k, limit=min(args.large_send, 20_000))
         large = (measure_ours(port, args.large, k, limit=min(args.large_send, args.large))
                  if args.large else None)
+        signed: dict[str, list[float]] = {"none": [], "rsa": [], "ed25519": []}
+        sender_cpu: dict[str, list[float]] = {kind: [] for kind in signed}
+        for _ in range(args.dkim_rounds):  # interleaved: none rsa ed25519, none rsa ...
+            for kind in signed:
+                result = measure_ours(port, n, k, dkim="" if kind == "none" else kind)
+                signed[kind].append(n / result["seconds"])
+                sender_cpu[kind].append(result["cpu"] / n * 1000)
     finally:
         sink.terminate()
         sink.wait(timeout=10)
@@ -286,6 +303,19 @@ def main() -> None:
         f"(ratio to 20,000: {large['peak_mb'] / small['peak_mb']:.2f}, target <= 1.25), "
         f"{large['sent']:,.0f} messages sent at {large['sent'] / large['seconds']:,.0f} "
         "msg/s")))
+    if args.dkim_rounds:
+        print(f"DKIM signing, {args.dkim_rounds} interleaved rounds of {n:,} messages "
+              "(median msg/s, range):")
+        base = statistics.median(signed["none"])
+        for kind, label in (("none", "no signature"), ("rsa", "RSA-2048"),
+                            ("ed25519", "Ed25519")):
+            values = signed[kind]
+            median = statistics.median(values)
+            cpu = statistics.median(sender_cpu[kind])
+            print(f"  {label:13} {median:8,.0f} msg/s  ({min(values):,.0f}-{max(values):,.0f})"
+                  f"  ratio {median / base:.2f}" + ("  (target >= 0.7)" if kind == "rsa"
+                                                   else "")
+                  + f"; sender CPU {cpu:.2f} ms/msg (the RSA helper process not included)")
 
 
 if __name__ == "__main__":

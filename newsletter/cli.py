@@ -448,6 +448,56 @@ def editions_show(obj: _Context, number: int) -> None:
         click.echo(line)
 
 
+@cli.command("bounces")
+@click.option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+              help="Read this Maildir; processed messages move into its .processed folder.")
+@click.option("--mbox", type=click.Path(dir_okay=False, path_type=Path),
+              help="Read this mbox file (left as it is).")
+@click.option("--imap", metavar="URL", help="Read imaps://user@host/INBOX (password from "
+              "NEWSLETTER_IMAP_PASSWORD); processed messages are flagged and moved.")
+@pass_ctx
+def bounces_command(obj: _Context, maildir: Path | None, mbox: Path | None,
+                    imap: str | None) -> None:
+    """Read bounces and complaints; mark subscribers bounced or complained."""
+    from newsletter.bounces.mailboxes import open_mailbox
+    from newsletter.bounces.process import process_mailbox, report_lines
+
+    box = open_mailbox(maildir=maildir, mbox=mbox, imap=imap)
+    for line in report_lines(process_mailbox(obj.settings, box)):
+        click.echo(line)
+
+
+@cli.command("dkim-key")
+@click.option("--type", "kind", type=click.Choice(["rsa", "ed25519"]), default="rsa",
+              show_default=True, help="Key type: RSA-2048 (every receiver) or Ed25519.")
+@click.option("--selector", help="DNS selector (default: [dkim] selector, else news<year>).")
+@click.option("--domain", help="Signing domain (default: [dkim] domain, else the From domain).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Private key file to create (default: dkim-SELECTOR.pem); never overwritten.")
+@pass_ctx
+def dkim_key(obj: _Context, kind: str, selector: str | None, domain: str | None,
+             out: Path | None) -> None:
+    """Write a DKIM key pair and print the DNS TXT record to publish."""
+    import datetime
+
+    from newsletter.dkim import generate_key, write_key, zone_line
+
+    settings = obj.settings
+    dkim = settings.dkim
+    selector = selector or (dkim.selector if dkim else f"news{datetime.date.today().year}")
+    domain = domain or (dkim.domain if dkim else settings.from_address.rpartition("@")[2])
+    out = out or Path(f"dkim-{selector}.pem")
+    pem, record = generate_key(kind)
+    write_key(out, pem)
+    click.echo(f"wrote {out} (private: keep it out of the repository)")
+    click.echo(f"Publish this TXT record at {selector}._domainkey.{domain}:")
+    click.echo(f"  {record}")
+    click.echo("As a zone-file line:")
+    click.echo(f"  {zone_line(selector, domain, record)}")
+    click.echo(f'Then in newsletter.toml:  [dkim] domain = "{domain}", selector = "{selector}", '
+               f'key_file = "{out}"  (or the PEM in NEWSLETTER_DKIM_KEY)')
+
+
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, help="Port to listen on.")

@@ -24,6 +24,8 @@ from newsletter.errors import ConfigError
 CONFIG_NAME = "newsletter.toml"
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+DKIM_KEY_ENV = "NEWSLETTER_DKIM_KEY"
+IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class SmtpSettings:
     password: str = field(default="", repr=False)
     timeout: float = 30.0
     verify: bool = True
+    helo: str = ""  # EHLO name; "" = the host's FQDN, or the From domain (transport.py)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ DEFAULT_EXCLUDE_SECTIONS = (
     r"subscribe", r"订阅", r"关注(我们|我|公众号)", r"扫码", r"follow us", r"contribut",
     r"投稿", r"交流群",
     r"\bfaq\b", r"常见问题",
+    # the author's closing commentary on the stories above, not stories of its own
+    r"^(summary|conclusions?|key takeaways|takeaways|总结|结语|小结|趋势洞察|洞察)$",
 )
 # Links that are never a story's own link (regular expressions searched in the URL).
 DEFAULT_EXCLUDE_LINKS = (
@@ -121,6 +126,19 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class BounceSettings:
+    soft_limit: int = 3  # soft bounces within soft_days that mark a subscriber bounced
+    soft_days: int = 30
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    domain: str
+    selector: str
+    key_file: Path | None = None  # else the PEM in NEWSLETTER_DKIM_KEY
+
+
+@dataclass(frozen=True)
 class Settings:
     root: Path  # the folder relative paths are resolved against
     config_file: Path | None = None
@@ -147,6 +165,11 @@ class Settings:
     smtp: SmtpSettings | None = None
     send: SendSettings = field(default_factory=SendSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    bounce_address: str = ""  # envelope sender; "" = the From address
+    verp: bool = False
+    feedback_id: str = ""
+    bounces: BounceSettings = field(default_factory=BounceSettings)
+    dkim: DkimSettings | None = None
 
     @property
     def category_names(self) -> tuple[str, ...]:
@@ -234,7 +257,7 @@ class _Table:
 
 
 _SECTIONS = {"newsletter", "content", "categories", "store", "smtp", "send", "outbox", "web",
-             "templates", "stories"}
+             "templates", "stories", "bounces", "dkim"}
 
 
 def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
@@ -245,7 +268,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     news = _Table(data.get("newsletter", {}), where, "newsletter")
     news.check_keys({"name", "from", "from_name", "reply_to", "base_url", "timezone", "language",
                      "postal_address", "unsubscribe_mailto", "max_html_bytes", "uncategorized",
-                     "max_per_section", "special_use_domains"})
+                     "max_per_section", "special_use_domains", "bounce_address", "verp",
+                     "feedback_id"})
     tz_name = news.get("timezone", str, "UTC")
     try:
         tz = ZoneInfo(tz_name)
@@ -262,6 +286,11 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     from_address = news.get("from", str, "newsletter@example.com")
     if "@" not in from_address or any(c in from_address for c in "\r\n<> "):
         raise news.fail("from", "must be a plain address like news@example.com")
+    bounce_address = news.get("bounce_address", str, "")
+    if bounce_address and ("@" not in bounce_address or "+" in bounce_address
+                           or any(c in bounce_address for c in "\r\n<> ")):
+        raise news.fail("bounce_address", "must be a plain address without '+' like "
+                        "bounces@example.com")
 
     _check_header_values(news)
 
@@ -320,6 +349,11 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
         send=_send(data.get("send", {}), where),
         web=web_settings,
+        bounce_address=bounce_address,
+        verp=news.get("verp", bool, bool(bounce_address)),
+        feedback_id=news.get("feedback_id", str, ""),
+        bounces=_bounces(data.get("bounces", {}), where),
+        dkim=_dkim(data["dkim"], where, root) if "dkim" in data else None,
     )
 
 
@@ -461,7 +495,7 @@ def _smtp(raw: Any, where: str) -> SmtpSettings:
     table = _Table(raw, where, "smtp")
     if "password" in table.data:
         raise table.fail("password", f"secrets never go in the file; set {PASSWORD_ENV}")
-    table.check_keys({"host", "port", "tls", "username", "timeout", "verify"})
+    table.check_keys({"host", "port", "tls", "username", "timeout", "verify", "helo"})
     host = table.get("host", str, "")
     if not host:
         raise table.fail("host", "required when [smtp] is present")
@@ -475,7 +509,37 @@ def _smtp(raw: Any, where: str) -> SmtpSettings:
         password=os.environ.get(PASSWORD_ENV, ""),
         timeout=table.positive("timeout", float, 30.0),
         verify=table.get("verify", bool, True),
+        helo=_helo(table),
     )
+
+
+def _helo(table: _Table) -> str:
+    helo = table.get("helo", str, "")
+    if helo and not all(c.isalnum() or c in ".-[]:" for c in helo):
+        raise table.fail("helo", "must be a host name like mail.example.com")
+    return str(helo)
+
+
+def _bounces(raw: Any, where: str) -> BounceSettings:
+    table = _Table(raw, where, "bounces")
+    table.check_keys({"soft_limit", "soft_days"})
+    return BounceSettings(soft_limit=table.positive("soft_limit", int, 3),
+                          soft_days=table.positive("soft_days", int, 30))
+
+
+def _dkim(raw: Any, where: str, root: Path) -> DkimSettings:
+    table = _Table(raw, where, "dkim")
+    if "key" in table.data:
+        raise table.fail("key", f"secrets never go in the file; use key_file or {DKIM_KEY_ENV}")
+    table.check_keys({"domain", "selector", "key_file"})
+    domain = table.get("domain", str, "").strip().lower()
+    selector = table.get("selector", str, "").strip()
+    for name, value in (("domain", domain), ("selector", selector)):
+        if not value or not all(c.isalnum() or c in ".-_" for c in value):
+            raise table.fail(name, "required: a DNS label like example.com / news2026")
+    key_file = table.get("key_file", str, "")
+    return DkimSettings(domain=domain, selector=selector,
+                        key_file=(root / key_file).resolve() if key_file else None)
 
 
 def _send(raw: Any, where: str) -> SendSettings:

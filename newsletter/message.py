@@ -20,6 +20,8 @@ from email.utils import format_datetime, formataddr, getaddresses
 from markupsafe import escape
 
 from newsletter.config import Settings
+from newsletter.dkim import signer_for
+from newsletter.dkim_pool import sign_elsewhere
 from newsletter.render import RenderedVariant, Renderer, Slots, wrap_line
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
 
@@ -155,7 +157,10 @@ class MessageFactory:
         if settings.reply_to:
             ((reply_name, reply_address),) = getaddresses([settings.reply_to])
             headers.insert(1, f"Reply-To: {address(reply_name, reply_address)}")
+        if settings.feedback_id:  # Gmail's feedback loop groups complaints by it
+            headers.append(encode_header("Feedback-ID", settings.feedback_id))
         self.static_headers = CRLF.join(headers)
+        self.static_head = f"{self.static_headers}{CRLF}".encode("ascii")
         slots = Slots(variant.nonce)
         names = {getattr(slots, n): n for n in ("greeting", "preferences_url", "unsubscribe_url")}
         self.html_part = Base64Part(variant.html, names, pad=True)
@@ -166,6 +171,7 @@ class MessageFactory:
         self.html_head = (f"--{b}{CRLF}Content-Type: text/html; charset=\"utf-8\"{CRLF}"
                           f"Content-Transfer-Encoding: base64{CRLF}{CRLF}").encode("ascii")
         self.end = f"--{b}--{CRLF}".encode("ascii")
+        self.signer = signer_for(settings.dkim)
 
     def links(self, recipient: Recipient) -> tuple[str, str]:
         base = self.settings.public_url
@@ -173,8 +179,10 @@ class MessageFactory:
         return (f"{base}/preferences/{self.tokens.make(PREFERENCES, sid)}",
                 f"{base}/unsubscribe/{self.tokens.make(UNSUBSCRIBE, sid)}")
 
-    def build(self, recipient: Recipient, *, message_id: str | None = None,
-              date: datetime | None = None) -> bytes:
+    def parts(self, recipient: Recipient, *, message_id: str | None = None,
+              date: datetime | None = None) -> tuple[bytes, bytes]:
+        """This recipient's header fields (after the static ones, each ending in CRLF) and
+        the body of their message."""
         preferences_url, unsubscribe_url = self.links(recipient)
         greeting = self.renderer.greeting(recipient.name)
         values = {"greeting": greeting, "preferences_url": preferences_url,
@@ -193,8 +201,35 @@ class MessageFactory:
             f"Message-ID: <{one_line(mid)}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])
-        # ASCII except a non-ASCII local part, sent only over SMTPUTF8 (RFC 6532)
-        head = f"{self.static_headers}{CRLF}{personal}{CRLF}{CRLF}".encode()
         text = self.text_part.encode({k: v.encode("utf-8") for k, v in text_values.items()})
-        return b"".join((head, self.text_head, text, self.html_head,
+        body = b"".join((self.text_head, text, self.html_head,
                          self.html_part.encode(html_values), self.end))
+        # ASCII except a non-ASCII local part, sent only over SMTPUTF8 (RFC 6532)
+        return f"{personal}{CRLF}".encode(), body
+
+    def _prepare(self, personal: bytes, body: bytes) -> tuple[bytes, bytes]:
+        assert self.signer is not None  # our body is base64 lines: canonical already
+        return self.signer.prepare(personal, body, static=self.static_head,
+                                   canonical_body=True)
+
+    def build(self, recipient: Recipient, *, message_id: str | None = None,
+              date: datetime | None = None) -> bytes:
+        personal, body = self.parts(recipient, message_id=message_id, date=date)
+        signature = b""
+        if self.signer is not None:
+            header, data = self._prepare(personal, body)
+            signature = self.signer.finish(header, self.signer.sign(data))
+        return b"".join((signature, self.static_head, personal, b"\r\n", body))
+
+    async def build_async(self, recipient: Recipient, *, message_id: str | None = None,
+                          date: datetime | None = None) -> bytes:
+        """build(), with an RSA signature made in the signing process (dkim_pool), so it
+        runs on another core beside the event loop."""
+        personal, body = self.parts(recipient, message_id=message_id, date=date)
+        signature = b""
+        if self.signer is not None:
+            header, data = self._prepare(personal, body)
+            signed = (await sign_elsewhere(self.signer, data) if self.signer.slow
+                      else self.signer.sign(data))
+            signature = self.signer.finish(header, signed)
+        return b"".join((signature, self.static_head, personal, b"\r\n", body))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from newsletter.claims import sender_id
 from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
+from newsletter.dkim import signer_for
 from newsletter.errors import DeliveryError
 from newsletter.limits import Limits
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
@@ -41,6 +42,7 @@ from newsletter.transport import (
     Transport,
     server_name,
 )
+from newsletter.verp import Envelope
 
 MAX_BACKOFF = 60.0
 BATCH = 500
@@ -89,6 +91,8 @@ class Sender:
         self.owner = sender_id()
         # rows deferred by any sender of this run (workers share it) wait for a later run
         self.started = started or time.time()
+        self.verp = Envelope(settings, tokens)
+        signer_for(settings.dkim)  # a bad DKIM key is a config error before any message
 
     def on_event(self, event: SendEvent) -> None:
         """Tell the observer; an observer that fails never changes a delivery's outcome."""
@@ -302,13 +306,13 @@ class Sender:
                 self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
         await _close(conn)
 
-    def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
-        """The envelope sender and the message bytes for one job: the one place where
-        per-recipient envelope senders or signing hook in."""
-        message = factory.build(
+    async def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
+        """The envelope sender (VERP when configured) and the message bytes, DKIM-signed
+        when configured, for one job."""
+        message = await factory.build_async(
             Recipient(job.email, job.name, job.subscriber_id),
             message_id=f"{self.edition.nonce}.{job.delivery_id}@{self.domain}")
-        return self.settings.from_address, message
+        return self.verp.sender(self.report.edition_id, job.subscriber_id), message
 
     async def _deliver(self, job: _Job, conn: Connection | None,
                        used: int) -> tuple[Connection | None, int]:
@@ -325,7 +329,11 @@ class Sender:
                          "[send] smtputf8 = true if your SMTP server offers SMTPUTF8",
                          retarget=retarget)
             return conn, used
-        sender, message = self.envelope(job, factory)
+        try:
+            sender, message = await self.envelope(job, factory)
+        except TransientFailure as exc:  # the signing helper went away: later, in-process
+            self._retry_or_defer(job, exc.reply)
+            return conn, used
         if not await self.limits.acquire():
             return conn, used  # stopped while waiting: left for the next run
         job.tries += 1

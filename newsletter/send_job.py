@@ -15,6 +15,7 @@ from pathlib import Path
 
 from newsletter.compose import compose_window
 from newsletter.config import Settings, secret_key
+from newsletter.dkim import signer_for
 from newsletter.errors import NewsletterError
 from newsletter.message import MessageFactory, Recipient, ascii_address, needs_utf8
 from newsletter.render import Renderer
@@ -34,6 +35,7 @@ from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
 from newsletter.tokens import Tokens
 from newsletter.transport import describe, make_transport, send_one
+from newsletter.verp import Envelope
 from newsletter.window import Window
 
 
@@ -52,6 +54,7 @@ class SendJob:
         self.options = SendOptions.from_settings(settings, limit=limit,
                                                  concurrency=concurrency, rate=rate)
         self.tokens = signing_tokens(settings)
+        signer_for(settings.dkim)  # a bad DKIM key stops the run before the edition is stored
         self.store = Store(settings.store_path)
         self.renderer = Renderer(settings)
         self.via = describe(settings)
@@ -253,8 +256,9 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
         raise NewsletterError(f"variant {plan.key} has no stories in {window.label()}; "
                               "nothing to send")
     variant = renderer.render(edition, plan)
-    factory = MessageFactory(settings, variant, renderer, signing_tokens(settings))
-    reply = asyncio.run(send_one(make_transport(settings), settings.from_address,
+    tokens = signing_tokens(settings)
+    factory = MessageFactory(settings, variant, renderer, tokens)
+    reply = asyncio.run(send_one(make_transport(settings), Envelope(settings, tokens).sender(0, 0),
                                  ascii_address(email), factory.build(recipient),
                                  utf8=needs_utf8(email)))
     return (f"Sent one copy of variant {variant.key} ({variant.subject}) to {email} via "
@@ -282,10 +286,13 @@ def edition_detail(settings: Settings, number: int) -> list[str]:
             raise NewsletterError(f"no edition {number} (see `newsletter editions`)")
         snap = load_snapshot(store, row)
         failures = store.failures(snap.edition_id)
+        bounced = store.bounce_counts(snap.edition_id)
     lines = [f"Edition {number}: {row.window_start} – {row.window_end}",
              f"Subject: {snap.subject}",
              "Deliveries: " + ", ".join(f"{k} {v}" for k, v in snap.counts.items())]
     lines += [f"  variant {k}: {v} recipients" for k, v in snap.variants.items()]
+    lines.append(f"Bounces: hard {bounced['hard']}, soft {bounced['soft']}, "
+                 f"complaints {bounced['complaint']} (`newsletter bounces` reads them)")
     if failures:
         lines.append("Failed or deferred:")
         lines += [f"  {f.email}  {f.status} after {f.attempts} attempts: {f.reply}"

@@ -106,7 +106,25 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX signups_address ON signups(email_key, at);
     CREATE INDEX signups_queue ON signups(state, next_at);
     """,
-    # 3: claimed deliveries, so several senders share an edition (claims.py)
+    # 3: every message read from the bounce mailbox, once (its sha256 is the key)
+    """
+    CREATE TABLE bounces (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN
+            ('hard', 'soft', 'complaint', 'other', 'unmatched', 'forged')),
+        edition_id INTEGER REFERENCES editions(id) ON DELETE SET NULL,
+        subscriber_id INTEGER,
+        recipient TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        received_at TEXT NOT NULL,
+        processed_at TEXT NOT NULL
+    );
+    CREATE INDEX bounces_subscriber ON bounces(subscriber_id, kind, received_at);
+    CREATE INDEX bounces_edition ON bounces(edition_id, kind)
+    """,
+    # 4: claimed deliveries, so several senders share an edition (claims.py)
     CLAIMS_MIGRATION,
 ]
 MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
@@ -251,6 +269,8 @@ class Store(Claims):
             deleted = db.execute("DELETE FROM deliveries WHERE subscriber_id = ?",
                                  (row["id"],)).rowcount
             db.execute("DELETE FROM signups WHERE subscriber_id = ?", (row["id"],))
+            deleted += db.execute("DELETE FROM bounces WHERE subscriber_id = ?",
+                                  (row["id"],)).rowcount
             db.execute("DELETE FROM subscribers WHERE id = ?", (row["id"],))
             return 1 + deleted
 
@@ -529,3 +549,68 @@ class Store(Claims):
                               (before_at, before)).rowcount
             people = db.execute(f"DELETE FROM subscribers WHERE {stale}", (before,)).rowcount
             return people, rows
+
+    # ------------------------------------------------------------ bounces and complaints
+
+    def delivery_by_id(self, delivery_id: int) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT d.edition_id, d.subscriber_id, d.email, e.nonce FROM deliveries d "
+            "JOIN editions e ON e.id = d.edition_id WHERE d.id = ?", (delivery_id,)).fetchone()
+        return row
+
+    def delivery_of(self, edition_id: int, subscriber_id: int) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT edition_id, subscriber_id, email FROM deliveries "
+            "WHERE edition_id = ? AND subscriber_id = ?", (edition_id, subscriber_id)).fetchone()
+        return row
+
+    def last_delivery_to(self, subscriber_id: int) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT edition_id, subscriber_id, email FROM deliveries WHERE subscriber_id = ? "
+            "AND status = 'sent' ORDER BY edition_id DESC LIMIT 1", (subscriber_id,)).fetchone()
+        return row
+
+    def bounce_known(self, message_key: str) -> bool:
+        return self.db.execute("SELECT 1 FROM bounces WHERE message_key = ?",
+                               (message_key,)).fetchone() is not None
+
+    def record_bounce(self, *, message_key: str, kind: str, edition_id: int | None,
+                      subscriber_id: int | None, recipient: str, status: str, detail: str,
+                      received_at: str, soft_limit: int, soft_since: str) -> str | None:
+        """Record one bounce mailbox message once; returns the subscriber's new status
+        when this message changed it (hard -> bounced, enough soft -> bounced,
+        complaint -> complained)."""
+        with self.write() as db:
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO bounces (message_key, kind, edition_id, subscriber_id, "
+                "recipient, status, detail, received_at, processed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (message_key, kind, edition_id, subscriber_id, recipient[:320], status,
+                 detail[:500], received_at, now_iso())).rowcount
+            if not inserted or subscriber_id is None:
+                return None
+            new: str | None = None
+            allowed: tuple[str, ...] = ("pending", "active")
+            if kind == "complaint":  # never mailed again, whatever the status was
+                new, allowed = "complained", ("pending", "active", "unsubscribed", "bounced")
+            elif kind == "hard":
+                new = "bounced"
+            elif kind == "soft":
+                count = db.execute("SELECT COUNT(*) FROM bounces WHERE subscriber_id = ? AND "
+                                   "kind = 'soft' AND received_at >= ?",
+                                   (subscriber_id, soft_since)).fetchone()[0]
+                new = "bounced" if count >= soft_limit else None
+            if new is None:
+                return None
+            marks = ", ".join("?" for _ in allowed)
+            changed = db.execute(
+                f"UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ? "
+                f"AND status IN ({marks})", (new, now_iso(), subscriber_id, *allowed)).rowcount
+            return new if changed else None
+
+    def bounce_counts(self, edition_id: int) -> dict[str, int]:
+        counts = {k: 0 for k in ("hard", "soft", "complaint")}
+        for row in self.db.execute("SELECT kind, COUNT(*) FROM bounces WHERE edition_id = ? "
+                                   "GROUP BY kind", (edition_id,)):
+            counts[row[0]] = row[1]
+        return counts

@@ -30,6 +30,7 @@ def secret_keys(secret: str) -> list[str]:
 class Tokens:
     def __init__(self, secret: str) -> None:
         keys = secret_keys(secret) or [secret]
+        self._secret = keys[0].encode()  # the newest key derives keys for other uses
         # itsdangerous signs with the last key of its list and verifies with all of them
         self._signers = {
             purpose: TimestampSigner(
@@ -37,6 +38,10 @@ class Tokens:
                           hashlib.sha256).digest() for key in reversed(keys)],
                 key_derivation="none", digest_method=hashlib.sha256)
             for purpose in PURPOSES}
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for one purpose outside these tokens (e.g. VERP envelope senders)."""
+        return hmac.new(self._secret, f"newsletter-{purpose}".encode(), hashlib.sha256).digest()
 
     def make(self, purpose: str, subscriber_id: int) -> str:
         return self._signers[purpose].sign(str(subscriber_id)).decode("ascii")

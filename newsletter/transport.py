@@ -149,16 +149,18 @@ class SmtpConnection:
 class SmtpTransport:
     name = "smtp"
 
-    def __init__(self, smtp: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, smtp: SmtpSettings, *, tls_context: ssl.SSLContext | None = None,
+                 helo: str = "") -> None:
         self.smtp = smtp
         self.tls_context = tls_context
+        self.helo = helo or smtp.helo or socket.getfqdn()
 
     async def connect(self) -> SmtpConnection:
         s = self.smtp
         client = aiosmtplib.SMTP(
             hostname=s.host, port=s.port, timeout=s.timeout, use_tls=s.tls == "implicit",
             start_tls=s.tls == "starttls", validate_certs=s.verify,
-            tls_context=self.tls_context)
+            tls_context=self.tls_context, local_hostname=self.helo)
         try:
             await client.connect()
             if s.username:
@@ -230,10 +232,25 @@ async def send_one(transport: Transport, sender: str, recipient: str, message: b
         await conn.close()
 
 
+def helo_name(settings: Settings, fqdn: str | None = None) -> str:
+    """`[smtp] helo`, else the host's FQDN when it is a real name, else the From domain:
+    a receiving server reads `EHLO localhost` as a spam signal."""
+    if settings.smtp is not None and settings.smtp.helo:
+        return settings.smtp.helo
+    name = (socket.getfqdn() if fqdn is None else fqdn).strip().lower().rstrip(".")
+    if "." in name and not name.startswith("localhost") and not name.endswith(".localdomain") \
+            and not name.replace(".", "").isdigit():
+        return name
+    domain = settings.from_address.rpartition("@")[2].lower()
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return domain
+
+
 def make_transport(settings: Settings) -> SmtpTransport | MaildirTransport:
     """SMTP when [smtp] is configured, else the Maildir outbox."""
     if settings.smtp is not None:
-        return SmtpTransport(settings.smtp)
+        return SmtpTransport(settings.smtp, helo=helo_name(settings))
     return MaildirTransport(settings.outbox_dir)
 
 

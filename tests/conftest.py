@@ -144,6 +144,7 @@ class FaultyHandler:
         import collections
 
         self.messages: list[tuple[str, bytes]] = []  # (recipient, raw message)
+        self.envelopes: list[tuple[str, str, str]] = []  # (EHLO name, MAIL FROM, recipient)
         self.refuse: dict[str, str] = {}  # recipient -> permanent reply
         self.busy: collections.Counter[str] = collections.Counter()  # recipient -> 451 count
         self.mail_faults: list[str] = []  # replies to the next MAIL commands
@@ -185,6 +186,7 @@ class FaultyHandler:
             await asyncio.sleep(self.delay)
         for rcpt in envelope.rcpt_tos:
             self.messages.append((rcpt, envelope.original_content))
+            self.envelopes.append((session.host_name, envelope.mail_from, rcpt))
         return "250 2.0.0 queued"
 
 

@@ -14,14 +14,15 @@ from tests.extraction_score import Score, labelled_posts, match, score_post
 
 RULES = compile_rules(ContentRules().exclude_sections, ContentRules().exclude_links)
 
-# The target is precision >= 0.95 and recall >= 0.90 for every source. Two sources
-# fall short of it on precision today (see the README's extraction table): their floors are
-# what the extractor reaches now, so a change that makes them worse fails here.
+# The target is precision >= 0.95 and recall >= 0.90 for every source. julynotebook
+# falls short on precision (0.91: four of its six extra items are promotions of the news
+# site's own events that the labels leave out, written exactly like the news around them);
+# its floor is what the extractor reaches now, so a change that makes it worse fails here.
 FLOORS = {
     "synthetic": (0.95, 0.90),
     "hextra": (0.95, 0.90),
     "julynotebook": (0.90, 0.90),
-    "gaarry": (0.86, 0.90),
+    "gaarry": (0.95, 0.90),
 }
 
 

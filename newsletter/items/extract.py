@@ -453,6 +453,7 @@ def _drop_restatements(items: list[Item]) -> list[Item]:
     Several items of one section sharing a link is a hub (an aggregator page): all stay."""
     items = _drop_overview(items)
     items = _drop_repeated_sections(items)
+    items = _drop_report_parts(items)
     norms = [_norm(i.headline) for i in items]
     full = [k for k, i in zip(norms, items, strict=True)
             if k and (i.url is not None or len(i.summary_text) >= 60)]
@@ -469,6 +470,16 @@ def _drop_restatements(items: list[Item]) -> list[Item]:
             continue
         keep.append(item)
     return keep
+
+
+def _drop_report_parts(items: list[Item]) -> list[Item]:
+    """A post without a single story link whose headings are all short labels ("今日表现",
+    "1. 风险因素") is a report in parts, not a digest of stories: its parts are no items."""
+    parts = [i for i in items if i.shape.endswith("heading")]
+    if len(parts) < 3 or any(i.url for i in items) or not all(
+            label_like(i.headline, limit=8) for i in parts):
+        return items
+    return [i for i in items if not i.shape.endswith("heading")]
 
 
 def _drop_repeated_sections(items: list[Item]) -> list[Item]:
