@@ -1,15 +1,19 @@
 """Send an edition to N subscribers into Postfix's smtp-sink, beside two references.
 
-In one script, into the same sink, with the same message count, size and connections:
-  ours       `newsletter send` (snapshot, personalization, rate limiter, journal)
-  bare       a bare aiosmtplib loop over N connections sending one pre-built message
-  smtp-source Postfix's own load generator (`smtp-source -d`)
-Prints the three rates, our ratio to each, CPU seconds per 1,000 messages, and our peak
-memory (max RSS) at 20,000 and 100,000 subscribers. Then our send with DKIM signing
-(RSA-2048, Ed25519) against the same send without, interleaved over --dkim-rounds rounds:
-medians, ranges and the ratios.
+In one script, into the same sink, with the same message count, size and connections,
+interleaved over several rounds (A B A B), medians and ranges:
+  ours         the library's send path (snapshot, personalization, limiter, claims, journal)
+  ours, 2 workers   the same edition shared by two worker processes (`send --workers 2`)
+  bare         a bare aiosmtplib loop over the same connections sending one pre-built message
+  smtp-source  Postfix's own load generator (`smtp-source -d`)
+Ours is timed for the send phase and end to end (the snapshot included). Then one run at
+--large subscribers gives the first-message latency and peak memory (max RSS) against
+20,000; it sends --large-send messages and leaves the rest pending. Then our send with
+DKIM signing (RSA-2048, Ed25519) against the same send without, interleaved over
+--dkim-rounds rounds: medians, ranges and the ratios.
 
-    python bench/send.py [--count 20000] [--large 100000] [--connections 10] [--dkim-rounds 3]
+    python bench/send.py [--count 20000] [--rounds 3] [--large 1000000] [--connections 10]
+                         [--dkim-rounds 3]
 
 Needs Postfix's smtp-sink and smtp-source (`apt-get install postfix`).
 """
@@ -31,6 +35,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))  # the project, not an installed copy
 
 
 def free_port() -> int:
@@ -68,8 +73,9 @@ def run_child(args: list[str]) -> dict[str, float]:
 
 
 def cpu_now() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process and its finished children (the workers)."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def peak_mb() -> float:
@@ -111,34 +117,65 @@ max_per_connection = 1000000
             out.write(f"reader{n}@example.net,Reader {n}\n")
 
 
-def child_ours(folder: str) -> None:
-    """Import, snapshot (not timed), then the timed send."""
+def child_ours(folder: str, workers: str = "1", limit: str = "0") -> None:
+    """Import (not timed), then the timed snapshot and send: the send phase alone, end to
+    end, and when the first message was accepted."""
     os.chdir(folder)
     os.environ["NEWSLETTER_SECRET_KEY"] = "bench-secret"
     from newsletter.config import load_settings
     from newsletter.message import MessageFactory, Recipient
+    from newsletter.send import store_snapshot
     from newsletter.send_job import SendJob
+    from newsletter.send_report import SendReport, Settled
+    from newsletter.send_workers import deliver, run_workers
+    from newsletter.window import resolve_window
+
+    settings = load_settings("newsletter.toml")
+    # the import runs in its own process, as `subscribers import` does: this one's peak
+    # memory is the send's
+    subprocess.run([sys.executable, str(HERE), "--child", "import", folder], check=True,
+                   timeout=3600)
+    window = resolve_window(tz=settings.timezone, week="2025-W51")
+    with SendJob(settings, window, limit=int(limit) or None) as job:
+        assert job.plan is not None
+        factory = MessageFactory(settings, job.plan.variants[0], job.renderer, job.tokens)
+        size = len(factory.build(Recipient("reader12345@example.net", "Reader 12345", 12345)))
+        first: list[float] = []
+
+        def note(event: object, report: SendReport) -> None:
+            if not first and isinstance(event, Settled):
+                first.append(time.perf_counter())
+
+        cpu = cpu_now()
+        started = time.perf_counter()
+        snapshot = store_snapshot(job.store, job.plan)
+        stored = time.perf_counter()
+        if int(workers) > 1:
+            report = run_workers(settings, snapshot.edition_id, job.options, int(workers),
+                                 tokens=job.tokens)
+        else:
+            report = asyncio.run(deliver(settings, snapshot.edition_id, job.options,
+                                         tokens=job.tokens, renderer=job.renderer,
+                                         store=job.store, started=time.time(),
+                                         observer=note))
+        ended = time.perf_counter()
+    print(json.dumps({"seconds": ended - stored, "end_to_end": ended - started,
+                      "snapshot": stored - started,
+                      "first": (first[0] - started) if first else -1.0,
+                      "cpu": cpu_now() - cpu, "sent": report.sent,
+                      "failed": report.failed + report.deferred, "peak_mb": peak_mb(),
+                      "message_bytes": size}))
+
+
+def child_import(folder: str) -> None:
+    os.chdir(folder)
+    from newsletter.config import load_settings
     from newsletter.store import Store
     from newsletter.subscribers import import_csv
-    from newsletter.window import resolve_window
 
     settings = load_settings("newsletter.toml")
     with Store(settings.store_path) as store:
         import_csv(store, settings, Path("people.csv"))
-    window = resolve_window(tz=settings.timezone, week="2025-W51")
-    with SendJob(settings, window) as job:
-        from newsletter.send import store_snapshot
-
-        assert job.plan is not None
-        job.snapshot = store_snapshot(job.store, job.plan)
-        factory = MessageFactory(settings, job.plan.variants[0], job.renderer, job.tokens)
-        size = len(factory.build(Recipient("reader12345@example.net", "Reader 12345", 12345)))
-        started, cpu = time.perf_counter(), cpu_now()
-        report = job.run()
-        seconds, cpu = time.perf_counter() - started, cpu_now() - cpu
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "sent": report.sent,
-                      "failed": report.failed + report.deferred, "peak_mb": peak_mb(),
-                      "message_bytes": size}))
 
 
 def child_bare(port: str, count: str, connections: str, size: str) -> None:
@@ -179,25 +216,36 @@ def run_smtp_source(port: int, count: int, connections: int, size: int) -> dict[
 
 # ---------------------------------------------------------------- main
 
-def measure_ours(port: int, count: int, connections: int, dkim: str = "") -> dict[str, float]:
+def measure_ours(port: int, count: int, connections: int, workers: int = 1,
+                 limit: int = 0, dkim: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         make_site(Path(tmp), port, count, connections, dkim)
-        result = run_child(["ours", tmp])
-    if result["sent"] != count:
-        raise SystemExit(f"ours sent {result['sent']} of {count}")
+        result = run_child(["ours", tmp, str(workers), str(limit)])
+    if result["sent"] != (limit or count):
+        raise SystemExit(f"ours sent {result['sent']} of {limit or count}")
     return result
+
+
+def spread(values: list[float], fmt: str = ",.0f") -> str:
+    """The median and the range of a few runs."""
+    return (f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--large", type=int, default=100_000,
+                        help="subscribers for the first-message and memory figures (0: skip)")
+    parser.add_argument("--large-send", type=int, default=20_000,
+                        help="messages actually sent at --large (the rest stay pending)")
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dkim-rounds", type=int, default=3)
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
-        {"ours": child_ours, "bare": child_bare}[args.child[0]](*args.child[1:])
+        children = {"ours": child_ours, "bare": child_bare, "import": child_import}
+        children[args.child[0]](*args.child[1:])
         return
     for tool in ("smtp-sink", "smtp-source"):
         if shutil.which(tool) is None:
@@ -205,49 +253,66 @@ def main() -> None:
     n, k = args.count, args.connections
     port = free_port()
     sink = start_sink(port)
+    runs: dict[str, list[dict[str, float]]] = {"ours": [], "ours, 2 workers": [],
+                                               "bare aiosmtplib": [], "smtp-source": []}
     try:
-        ours = measure_ours(port, n, k)
-        size = int(ours["message_bytes"])
-        bare = run_child(["bare", str(port), str(n), str(k), str(size)])
-        source = run_smtp_source(port, n, k, size)
-        large = measure_ours(port, args.large, k) if args.large else None
+        size = int(measure_ours(port, 200, k)["message_bytes"])  # warm-up; the size
+        for _ in range(args.rounds):  # A B A B: the machine's drift hits every side alike
+            runs["ours"].append(measure_ours(port, n, k))
+            runs["bare aiosmtplib"].append(run_child(["bare", str(port), str(n), str(k),
+                                                      str(size)]))
+            runs["ours, 2 workers"].append(measure_ours(port, n, k, workers=2))
+            runs["smtp-source"].append(run_smtp_source(port, n, k, size))
+        small = measure_ours(port, 20_000, k, limit=min(args.large_send, 20_000))
+        large = (measure_ours(port, args.large, k, limit=min(args.large_send, args.large))
+                 if args.large else None)
         signed: dict[str, list[float]] = {"none": [], "rsa": [], "ed25519": []}
         sender_cpu: dict[str, list[float]] = {kind: [] for kind in signed}
         for _ in range(args.dkim_rounds):  # interleaved: none rsa ed25519, none rsa ...
             for kind in signed:
-                result = measure_ours(port, n, k, "" if kind == "none" else kind)
+                result = measure_ours(port, n, k, dkim="" if kind == "none" else kind)
                 signed[kind].append(n / result["seconds"])
                 sender_cpu[kind].append(result["cpu"] / n * 1000)
     finally:
         sink.terminate()
         sink.wait(timeout=10)
-    rate = {name: n / r["seconds"] for name, r in
-            (("ours", ours), ("bare aiosmtplib", bare), ("smtp-source", source))}
-    print(f"{n:,} messages of {size:,} bytes (ours, measured; the references send the same "
-          f"size) over {k} connections into smtp-sink")
-    for name, value in rate.items():
-        cpu = {"ours": ours, "bare aiosmtplib": bare, "smtp-source": source}[name]["cpu"]
-        print(f"  {name:16} {value:8,.0f} msg/s   {cpu / n * 1000:6.2f} CPU s per 1,000")
-    print(f"ratio ours / bare aiosmtplib: {rate['ours'] / rate['bare aiosmtplib']:.2f} "
-          "(target >= 0.8)")
-    print(f"ratio ours / smtp-source:     {rate['ours'] / rate['smtp-source']:.2f}")
-    print(f"peak memory, ours: {ours['peak_mb']:.0f} MB at {n:,} subscribers", end="")
-    if large is not None:
-        print(f", {large['peak_mb']:.0f} MB at {args.large:,} "
-              f"(ratio {large['peak_mb'] / ours['peak_mb']:.2f}, target <= 1.25); "
-              f"{args.large / large['seconds']:,.0f} msg/s")
-    else:
-        print()
+    rates = {name: [n / r["seconds"] for r in rs] for name, rs in runs.items()}
+    print(f"{n:,} messages of {size:,} bytes over {k} connections into smtp-sink, "
+          f"{args.rounds} rounds interleaved; median (range)")
+    for name, values in rates.items():
+        cpu = [r["cpu"] / n * 1000 for r in runs[name]]
+        print(f"  {name:16} {spread(values)} msg/s   {spread(cpu, '.2f')} CPU s per 1,000")
+    ends = [n / r["end_to_end"] for r in runs["ours"]]
+    print(f"  ours end to end (snapshot included): {spread(ends)} msg/s; snapshot "
+          f"{spread([r['snapshot'] for r in runs['ours']], '.2f')} s")
+
+    def ratio(a: str, b: str) -> str:
+        return spread([x / y for x, y in zip(rates[a], rates[b], strict=True)], ".2f")
+
+    print(f"ratio ours / bare aiosmtplib (send phase): {ratio('ours', 'bare aiosmtplib')}"
+          " (target >= 0.8)")
+    print("ratio ours / bare aiosmtplib (end to end): " + spread(
+        [e / b for e, b in zip(ends, rates["bare aiosmtplib"], strict=True)], ".2f"))
+    print(f"ratio ours / smtp-source:                  {ratio('ours', 'smtp-source')}")
+    print(f"ratio 2 workers / 1 worker:                {ratio('ours, 2 workers', 'ours')}"
+          " (target >= 1.4)")
+    print(f"first message: {small['first']:.2f} s at 20,000 subscribers", end="")
+    print(f"; peak RSS {small['peak_mb']:.0f} MB" + ("" if large is None else (
+        f"\nat {args.large:,} subscribers: first message {large['first']:.2f} s (target < 3 s "
+        f"at 1M), snapshot {large['snapshot']:.2f} s, peak RSS {large['peak_mb']:.0f} MB "
+        f"(ratio to 20,000: {large['peak_mb'] / small['peak_mb']:.2f}, target <= 1.25), "
+        f"{large['sent']:,.0f} messages sent at {large['sent'] / large['seconds']:,.0f} "
+        "msg/s")))
     if args.dkim_rounds:
         print(f"DKIM signing, {args.dkim_rounds} interleaved rounds of {n:,} messages "
               "(median msg/s, range):")
         base = statistics.median(signed["none"])
         for kind, label in (("none", "no signature"), ("rsa", "RSA-2048"),
                             ("ed25519", "Ed25519")):
-            rates = signed[kind]
-            median = statistics.median(rates)
+            values = signed[kind]
+            median = statistics.median(values)
             cpu = statistics.median(sender_cpu[kind])
-            print(f"  {label:13} {median:8,.0f} msg/s  ({min(rates):,.0f}-{max(rates):,.0f})"
+            print(f"  {label:13} {median:8,.0f} msg/s  ({min(values):,.0f}-{max(values):,.0f})"
                   f"  ratio {median / base:.2f}" + ("  (target >= 0.7)" if kind == "rsa"
                                                    else "")
                   + f"; sender CPU {cpu:.2f} ms/msg (the RSA helper process not included)")

@@ -1,16 +1,20 @@
 """Import and export 100,000 subscribers: rows per second and peak memory.
 
-Each size runs in a fresh child process, so peak memory (Python heap via tracemalloc, and
-max RSS) is that run's own; the 10,000-row run is the reference the 100,000-row run is
-compared with (import streams the file: the target is at most 1.5x).
+Each size runs in fresh child processes: a timing pass without tracing (tracemalloc slows
+the import several times), repeated over ROUNDS interleaved small/large, and a separate
+memory pass (Python heap via tracemalloc, and max RSS) for that run's own peak; the
+10,000-row run is the reference the 100,000-row run is compared with (import streams the
+file: the target is at most 1.5x).
 
-    python bench/subscribers.py [ROWS]
+    python bench/subscribers.py [ROWS] [ROUNDS]
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +34,7 @@ name = "apps"
 """
 
 
-def child(rows: int) -> None:
+def child(rows: int, trace: bool) -> None:
     from newsletter.config import load_settings
     from newsletter.store import Store
     from newsletter.subscribers import export_csv, import_csv
@@ -46,17 +50,18 @@ def child(rows: int) -> None:
                 out.write(f"reader{n}@example.net,Reader {n},{cats[n % 4]},active\n")
         settings = load_settings(folder / "newsletter.toml")
         with Store(settings.store_path) as store:
-            tracemalloc.start()
+            if trace:
+                tracemalloc.start()
             started = time.perf_counter()
             report = import_csv(store, settings, source)
             import_seconds = time.perf_counter() - started
-            import_peak = tracemalloc.get_traced_memory()[1]
+            import_peak = tracemalloc.get_traced_memory()[1] if trace else 0
             tracemalloc.reset_peak()
             started = time.perf_counter()
             with (folder / "out.csv").open("w", encoding="utf-8", newline="") as out:
                 exported = export_csv(store, out)
             export_seconds = time.perf_counter() - started
-            export_peak = tracemalloc.get_traced_memory()[1]
+            export_peak = tracemalloc.get_traced_memory()[1] if trace else 0
             tracemalloc.stop()
         assert report.added == rows and exported == rows, (report, exported)
     print(json.dumps({
@@ -65,28 +70,42 @@ def child(rows: int) -> None:
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def measure(rows: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, __file__, "--child", str(rows)],
-                          capture_output=True, text=True, check=True, timeout=1800)
+def measure(rows: int, trace: bool) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, "--child", str(rows), str(int(trace))],
+                          capture_output=True, text=True, check=True, timeout=1800,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):9,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]), sys.argv[3] == "1")
         return
     large = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     small = large // 10
-    results = {rows: measure(rows) for rows in (small, large)}
-    for rows, r in results.items():
-        print(f"{rows:>8,} rows: import {r['import_rate']:9,.0f} rows/s "
-              f"(peak heap {r['import_peak_mb']:.1f} MB), export {r['export_rate']:9,.0f} rows/s "
-              f"(peak heap {r['export_peak_mb']:.1f} MB), max RSS {r['max_rss_mb']:.0f} MB")
-    a, b = results[small], results[large]
+    timed: dict[int, list[dict[str, float]]] = {small: [], large: []}
+    for _ in range(rounds):  # interleaved, untraced
+        for rows in (small, large):
+            timed[rows].append(measure(rows, trace=False))
+    memory = {rows: measure(rows, trace=True) for rows in (small, large)}
+    print(f"median (range) over {rounds} untraced rounds; memory from a separate traced pass")
+    for rows, runs in timed.items():
+        r = memory[rows]
+        print(f"{rows:>8,} rows: import {spread([t['import_rate'] for t in runs])} rows/s, "
+              f"export {spread([t['export_rate'] for t in runs])} rows/s; peak heap import "
+              f"{r['import_peak_mb']:.1f} MB, export {r['export_peak_mb']:.1f} MB, max RSS "
+              f"{statistics.median(t['max_rss_mb'] for t in runs):.0f} MB")
+    a, b = memory[small], memory[large]
+    rss = [statistics.median(t["max_rss_mb"] for t in timed[n]) for n in (small, large)]
     print(f"peak heap ratio {large:,} / {small:,}: import "
           f"{b['import_peak_mb'] / a['import_peak_mb']:.2f}, export "
           f"{b['export_peak_mb'] / a['export_peak_mb']:.2f} (target <= 1.5); "
-          f"max RSS ratio {b['max_rss_mb'] / a['max_rss_mb']:.2f}")
+          f"max RSS ratio {rss[1] / rss[0]:.2f}")
 
 
 if __name__ == "__main__":

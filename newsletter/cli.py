@@ -382,11 +382,16 @@ def subscribers_export(obj: _Context, csv_file: Path | None) -> None:
               "again (after fixing what refused them).")
 @click.option("--allow-overlap", is_flag=True, help="Send a window that overlaps an edition "
               "already stored.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sender processes on this machine sharing the edition.")
+@click.option("--join", is_flag=True, help="Join the window's edition another sender "
+              "(e.g. on another host) is sending; never start a new one.")
 @pass_ctx
 def send(obj: _Context, since: str | None, until: str | None, week: str | None,
          days: int | None, dry_run: bool, yes: bool, to: str | None, categories: str | None,
          limit: int | None, concurrency: int | None, rate: float | None,
-         intro_file: Path | None, retry_failed: bool, allow_overlap: bool) -> None:
+         intro_file: Path | None, retry_failed: bool, allow_overlap: bool, workers: int,
+         join: bool) -> None:
     """Compose the window's edition and deliver it to every active subscriber."""
     from newsletter import send_job as sending
 
@@ -399,7 +404,7 @@ def send(obj: _Context, since: str | None, until: str | None, week: str | None,
         return
     job = sending.SendJob(settings, window, limit=limit, concurrency=concurrency, rate=rate,
                           intro_file=intro_file, retry_failed=retry_failed,
-                          allow_overlap=allow_overlap)
+                          allow_overlap=allow_overlap, workers=workers, join=join)
     with job:
         click.echo(job.describe())
         if dry_run:

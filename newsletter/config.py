@@ -70,6 +70,7 @@ class SendSettings:
     retry_delay: float = 1.0  # first backoff in seconds, doubled per attempt
     circuit_breaker: int = 5  # consecutive server-level failures that stop a run
     smtputf8: bool = False  # allow non-ASCII local parts, sent with SMTPUTF8
+    claim_timeout: float = 60.0  # seconds before a silent sender's claims are taken over
 
 
 # Sections a reader of a news digest did not sign up for (regular expressions, searched
@@ -544,7 +545,7 @@ def _dkim(raw: Any, where: str, root: Path) -> DkimSettings:
 def _send(raw: Any, where: str) -> SendSettings:
     table = _Table(raw, where, "send")
     table.check_keys({"concurrency", "rate", "per_hour", "max_attempts", "max_per_connection",
-                      "retry_delay", "circuit_breaker", "smtputf8"})
+                      "retry_delay", "circuit_breaker", "smtputf8", "claim_timeout"})
     return SendSettings(
         concurrency=table.positive("concurrency", int, 4),
         rate=table.positive("rate", float, 0.0, allow_zero=True),
@@ -554,6 +555,7 @@ def _send(raw: Any, where: str) -> SendSettings:
         retry_delay=table.positive("retry_delay", float, 1.0, allow_zero=True),
         circuit_breaker=table.positive("circuit_breaker", int, 5),
         smtputf8=table.get("smtputf8", bool, False),
+        claim_timeout=table.positive("claim_timeout", float, 60.0),
     )
 
 

@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+import time
 from dataclasses import dataclass
 
+from newsletter.claims import sender_id
 from newsletter.compose import edition_from_json, variant_categories, variant_key
 from newsletter.config import Settings
 from newsletter.dkim import signer_for
@@ -31,7 +33,7 @@ from newsletter.snapshot import find_snapshot as find_snapshot
 from newsletter.snapshot import load_snapshot as load_snapshot
 from newsletter.snapshot import plan_edition as plan_edition
 from newsletter.snapshot import store_snapshot as store_snapshot
-from newsletter.store import Store
+from newsletter.store import PendingDelivery, Store
 from newsletter.tokens import Tokens
 from newsletter.transport import (
     Connection,
@@ -44,6 +46,7 @@ from newsletter.verp import Envelope
 
 MAX_BACKOFF = 60.0
 BATCH = 500
+WAIT = 0.5  # seconds between looks at other senders' claims when nothing is left to claim
 
 
 # ---------------------------------------------------------------- sending
@@ -67,7 +70,7 @@ class Sender:
     def __init__(self, store: Store, settings: Settings, edition_id: int,
                  transport: Transport, options: SendOptions, *, renderer: Renderer,
                  tokens: Tokens, stop: asyncio.Event | None = None,
-                 on_event: OnEvent | None = None) -> None:
+                 on_event: OnEvent | None = None, started: float | None = None) -> None:
         self.store, self.settings, self.transport = store, settings, transport
         self.options, self.renderer, self.tokens = options, renderer, tokens
         self.stop = stop or asyncio.Event()
@@ -85,6 +88,9 @@ class Sender:
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
+        self.owner = sender_id()
+        # rows deferred by any sender of this run (workers share it) wait for a later run
+        self.started = started or time.time()
         self.verp = Envelope(settings, tokens)
         signer_for(settings.dkim)  # a bad DKIM key is a config error before any message
 
@@ -121,6 +127,7 @@ class Sender:
         self.retries: set[asyncio.Task[None]] = set()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         producer = asyncio.create_task(self._produce())
+        beat = asyncio.create_task(self._heartbeat())
         for task in (*workers, producer):
             task.add_done_callback(self._task_ended)
         stop_wait = asyncio.create_task(self.stop.wait())
@@ -141,6 +148,9 @@ class Sender:
         await asyncio.gather(*workers, producer, *self.retries, return_exceptions=True)
         stop_wait.cancel()
         self._record_unrecorded()
+        beat.cancel()
+        with contextlib.suppress(sqlite3.Error):
+            self.store.release(self.owner)  # what this run claimed but did not send
         if self.fatal is not None and self.report.sent == 0:
             raise self.fatal
         return self.report
@@ -154,17 +164,29 @@ class Sender:
         self.stop.set()
 
     async def _produce(self) -> None:
-        after, taken = 0, 0
-        limit = self.options.limit
+        """Claim batches until nothing is left; then wait while other live senders hold
+        claims, taking over those of a sender that died."""
+        edition_id = self.report.edition_id
+        taken, limit = 0, self.options.limit
+        self.store.release_dead(edition_id)
+        start = after = self.store.first_unsent(edition_id)
         while not self.stop.is_set():
             size = BATCH if limit is None else min(BATCH, limit - taken)
-            try:
-                rows = self.store.todo(self.report.edition_id, after, size) if size > 0 else []
-            except sqlite3.Error as exc:
-                raise JournalError(f"cannot read the delivery journal {self.store.path}: "
-                                   f"{exc}") from exc
-            if not rows:
+            if size <= 0:
                 break
+            rows = self._claim(after, size)
+            if not rows and after > start:
+                # one more look from the first unsent row: claims released meanwhile
+                start = after = self.store.first_unsent(edition_id)
+                continue
+            if not rows:
+                if self.store.release_dead(edition_id):
+                    start = after = self.store.first_unsent(edition_id)
+                    continue  # a sender on this host died: its claims are free now
+                if not self._others_busy():
+                    break
+                await asyncio.sleep(WAIT)
+                continue
             for row in rows:
                 after = row.delivery_id
                 taken += 1
@@ -173,6 +195,29 @@ class Sender:
                                           row.name, row.variant_key, row.attempts))
         self.produced_all = True
         self._check_finished()
+
+    def _claim(self, after: int, size: int) -> list[PendingDelivery]:
+        now = time.time()
+        try:
+            return self.store.claim(self.report.edition_id, self.owner, after=after,
+                                    batch=size, now=now,
+                                    stale_before=now - self.options.claim_timeout,
+                                    started=self.started)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot claim deliveries in the journal {self.store.path}: "
+                               f"{exc}") from exc
+
+    def _others_busy(self) -> bool:
+        """Whether another live sender still holds claims on this edition."""
+        fresh = time.time() - self.options.claim_timeout
+        return any(owner != self.owner and beat >= fresh for owner, (_, beat)
+                   in self.store.claimants(self.report.edition_id).items())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.claim_timeout / 4)
+            with contextlib.suppress(sqlite3.Error):  # a missed beat only risks a takeover
+                self.store.heartbeat(self.owner, time.time())
 
     def _check_finished(self) -> None:
         if self.produced_all and self.outstanding == 0:

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from newsletter.compose import compose_window
@@ -28,6 +29,7 @@ from newsletter.send import (
     store_snapshot,
 )
 from newsletter.send_report import SendEvent, Settled, Waiting
+from newsletter.send_workers import run_workers
 from newsletter.snapshot import check_overlap
 from newsletter.store import Store
 from newsletter.subscribers import normalize_email, parse_categories
@@ -46,9 +48,9 @@ class SendJob:
     def __init__(self, settings: Settings, window: Window, *, limit: int | None = None,
                  concurrency: int | None = None, rate: float | None = None,
                  intro_file: Path | None = None, retry_failed: bool = False,
-                 allow_overlap: bool = False) -> None:
+                 allow_overlap: bool = False, workers: int = 1, join: bool = False) -> None:
         self.settings, self.window = settings, window
-        self.retry_failed = retry_failed
+        self.retry_failed, self.workers = retry_failed, workers
         self.options = SendOptions.from_settings(settings, limit=limit,
                                                  concurrency=concurrency, rate=rate)
         self.tokens = signing_tokens(settings)
@@ -57,6 +59,10 @@ class SendJob:
         self.renderer = Renderer(settings)
         self.via = describe(settings)
         self.snapshot = find_snapshot(self.store, window)
+        if self.snapshot is None and join:
+            self.store.close()
+            raise NewsletterError(f"no edition of {window.label()} is stored to join; start "
+                                  "it with `newsletter send` and this window first")
         if self.snapshot is None and not allow_overlap:
             check_overlap(self.store, window)
         self.plan = None if self.snapshot else plan_edition(self.store, settings, window,
@@ -97,7 +103,8 @@ class SendJob:
                              "nothing")
         for key, count in variants.items():
             lines.append(f"  variant {key}: {count} recipients")
-        lines.append(f"Delivery: {self.via}; {self.todo()} messages to send.")
+        workers = f" by {self.workers} worker processes" if self.workers > 1 else ""
+        lines.append(f"Delivery: {self.via}; {self.todo()} messages to send{workers}.")
         return "\n".join(lines)
 
     def done_message(self) -> str:
@@ -115,6 +122,11 @@ class SendJob:
             assert self.snapshot is not None
         total = self.snapshot.todo if self.options.limit is None else min(
             self.snapshot.todo, self.options.limit)
+        if self.workers > 1:
+            started = time.monotonic()
+            return run_workers(self.settings, self.snapshot.edition_id, self.options,
+                               self.workers, tokens=self.tokens,
+                               progress=_progress_line(total, started) if progress else None)
         return asyncio.run(self._run(total, progress))
 
     async def _run(self, total: int, progress: bool) -> SendReport:
@@ -162,6 +174,9 @@ class SendJob:
                  f"{report.failed} ({report.bounced} bounced), skipped {report.skipped} "
                  f"in {seconds:.1f}s."]
         again = "newsletter send " + _window_args(self.window)
+        if report.workers_lost:
+            lines.append(f"{report.workers_lost} worker processes ended without a report "
+                         "(killed?); the others took over what they had claimed.")
         if report.journal_error:
             lines.append(f"Stopped: {report.journal_error}.")
             if report.unrecorded:
@@ -195,6 +210,21 @@ class SendJob:
             lines.append(f"Edition {number} is fully sent. Next: "
                          "`newsletter editions` to see every edition.")
         return "\n".join(lines)
+
+
+def _progress_line(total: int, started: float) -> Callable[[int], None]:
+    shown = [0.0]
+
+    def show(done: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] > 0.25 or done == total:
+            shown[0] = now
+            rate = done / max(now - started, 1e-6)
+            eta = (total - done) / rate if rate else 0
+            sys.stderr.write(f"\r{_bar(done, total)} {done}/{total} {rate:,.0f} msg/s "
+                             f"ETA {eta:,.0f}s ")
+            sys.stderr.flush()
+    return show
 
 
 def _bar(done: int, total: int, width: int = 24) -> str:

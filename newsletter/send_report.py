@@ -24,6 +24,7 @@ class SendOptions:
     circuit_breaker: int = 5  # consecutive server-level failures that stop the run
     smtputf8: bool = False
     limit: int | None = None
+    claim_timeout: float = 60.0  # seconds without a heartbeat before a claim is taken over
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> SendOptions:
@@ -32,7 +33,7 @@ class SendOptions:
             "concurrency": s.concurrency, "rate": s.rate, "per_hour": s.per_hour,
             "max_attempts": s.max_attempts, "max_per_connection": s.max_per_connection,
             "retry_delay": s.retry_delay, "circuit_breaker": s.circuit_breaker,
-            "smtputf8": s.smtputf8}
+            "smtputf8": s.smtputf8, "claim_timeout": s.claim_timeout}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -55,6 +56,24 @@ class SendReport:
     unrecorded: list[str] = field(default_factory=list)  # accepted, not journaled
     refused: dict[str, list[str]] = field(default_factory=dict)  # domain -> policy replies
     started: float = field(default_factory=time.monotonic)
+    fatal: str = ""  # a worker could not send at all (e.g. the SMTP login failed)
+    workers_lost: int = 0  # worker processes that ended without a report (killed)
+
+    @classmethod
+    def combine(cls, edition_id: int, reports: list[SendReport]) -> SendReport:
+        """The reports of several workers of one run as one."""
+        total = cls(edition_id, started=min((r.started for r in reports),
+                                            default=time.monotonic()))
+        for report in reports:
+            for name in ("sent", "deferred", "failed", "skipped", "bounced", "retargeted"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.interrupted = total.interrupted or report.interrupted
+            for name in ("last_error", "halted", "journal_error", "fatal"):
+                setattr(total, name, getattr(total, name) or getattr(report, name))
+            total.unrecorded += report.unrecorded
+            for domain, replies in report.refused.items():
+                total.refused.setdefault(domain, []).extend(replies)
+        return total
 
     @property
     def done(self) -> int:
@@ -62,7 +81,8 @@ class SendReport:
 
     @property
     def stopped(self) -> bool:
-        return self.interrupted or bool(self.halted or self.journal_error)
+        return self.interrupted or bool(self.halted or self.journal_error or
+                                        self.workers_lost)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.content import Problem
 from newsletter.errors import NewsletterError
 from newsletter.render import RenderedVariant, Renderer
-from newsletter.store import EditionRow, Store, split_categories
+from newsletter.store import DELIVERY_STATES, EditionRow, Store, split_categories
 from newsletter.window import Window
 
 
@@ -97,12 +97,22 @@ def store_snapshot(store: Store, plan: Plan) -> Snapshot:
             edition_id = store.insert_edition(db, number=edition.number, window=window,
                                               nonce=secrets.token_hex(6),
                                               payload=edition_to_json(edition))
+            variants = {}
             for variant in plan.variants:
                 store.insert_variant(db, edition_id, variant)
+                variants[variant.key] = 0
             for categories in store.variant_demand():  # as of now, not as of the plan
                 variant_plan = edition.plan(split_categories(categories))
                 if variant_plan.stories:
-                    store.insert_deliveries(db, edition_id, categories, variant_plan.key)
-    snapshot = find_snapshot(store, window)
+                    added = store.insert_deliveries(db, edition_id, categories,
+                                                    variant_plan.key)
+                    variants[variant_plan.key] = variants.get(variant_plan.key, 0) + added
+            # counted while inserting: no scan of a million new rows before the first send
+            counts = dict.fromkeys(DELIVERY_STATES, 0)
+            counts["pending"] = sum(variants.values())
+            subject = min(plan.variants, key=lambda v: v.key).subject if plan.variants else ""
+            return Snapshot(edition_id, edition.number, subject, dict(sorted(variants.items())),
+                            counts)
+    snapshot = find_snapshot(store, window)  # another process stored it meanwhile
     assert snapshot is not None
     return snapshot

@@ -8,12 +8,15 @@ runs in `BEGIN IMMEDIATE` so two writers queue instead of failing. The schema ve
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from newsletter.claims import MIGRATION as CLAIMS_MIGRATION
+from newsletter.claims import Claims
 from newsletter.errors import NewsletterError
 from newsletter.rows import DeliveryRow as DeliveryRow
 from newsletter.rows import EditionRow as EditionRow
@@ -121,6 +124,8 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX bounces_subscriber ON bounces(subscriber_id, kind, received_at);
     CREATE INDEX bounces_edition ON bounces(edition_id, kind)
     """,
+    # 4: claimed deliveries, so several senders share an edition (claims.py)
+    CLAIMS_MIGRATION,
 ]
 MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
 
@@ -129,7 +134,7 @@ class StoreError(NewsletterError):
     """The database file cannot be opened or is newer than this program."""
 
 
-class Store:
+class Store(Claims):
     def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
         self.path = path
         try:
@@ -350,11 +355,13 @@ class Store:
         return int(cursor.lastrowid or 0)
 
     def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
-                          key: str) -> None:
-        """One pending delivery per active subscriber who chose exactly `categories`."""
-        db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
+                          key: str) -> int:
+        """One pending delivery per active subscriber who chose exactly `categories`;
+        returns how many."""
+        return db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
                    "variant_key) SELECT ?, id, email, name, ? FROM subscribers "
-                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories))
+                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories)
+                          ).rowcount
 
     def delivery_counts(self, edition_id: int) -> dict[str, int]:
         counts = {s: 0 for s in DELIVERY_STATES}
@@ -412,8 +419,10 @@ class Store:
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
         """Journal one result at once: committed before the next message on its connection."""
         update = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
-                  "variant_key = COALESCE(?, variant_key) WHERE id = ?")
-        values = (status, attempts, reply[:500], now_iso(), variant_key, delivery_id)
+                  "variant_key = COALESCE(?, variant_key), claimed_by = NULL, heartbeat = ? "
+                  "WHERE id = ?")
+        values = (status, attempts, reply[:500], now_iso(), variant_key, time.time(),
+                  delivery_id)
         if bounce_subscriber is None:
             self.db.execute(update, values)  # one statement: its own transaction
             return

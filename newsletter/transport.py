@@ -90,12 +90,11 @@ class SmtpConnection:
 
     async def send(self, sender: str, recipient: str, message: bytes, *,
                    utf8: bool = False) -> str:
-        options = ["SMTPUTF8"] if utf8 else []
         try:
-            _, reply = await self.client.sendmail(sender, [recipient], message,
-                                                  mail_options=options)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
+            reply = await self._transaction(sender, recipient, message, utf8)
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPRecipientRefused) as exc:
+            refused = (exc.recipients[0] if isinstance(exc, aiosmtplib.SMTPRecipientsRefused)
+                       else exc)
             if 400 <= refused.code < 500:
                 raise TransientFailure(_reply(refused), reconnect=False) from exc
             raise PermanentFailure(_reply(refused),
@@ -114,6 +113,30 @@ class SmtpConnection:
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             raise TransientFailure(f"{type(exc).__name__}: {exc}", server=True) from exc
         return str(reply)
+
+    async def _transaction(self, sender: str, recipient: str, message: bytes,
+                           utf8: bool) -> str:
+        """MAIL, RCPT, DATA for one recipient. `sendmail` would parse both addresses
+        twice and scan the whole message once more for SIZE, a fifth of the CPU a message
+        costs: our messages are CRLF already, so their length is their size."""
+        client = self.client
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        if utf8 and not client.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+        options = ["SMTPUTF8"] if utf8 else []
+        if client.supports_extension("size"):
+            options.insert(0, f"SIZE={len(message)}")
+        encoding = "utf-8" if utf8 else "ascii"
+        try:
+            await client.mail(sender, options=options, encoding=encoding)
+            await client.rcpt(recipient, encoding=encoding)
+            response = await client.data(message)
+        except aiosmtplib.SMTPResponseException:
+            with contextlib.suppress(ConnectionError, aiosmtplib.SMTPException):
+                await client.rset()  # a clean envelope for the next message
+            raise
+        return response.message
 
     async def close(self) -> None:
         try:

@@ -195,18 +195,28 @@ def test_template_error_for_a_new_variant_defers_and_resumes(
 def test_locked_database_stops_at_once_with_an_exact_summary(
         settings: Settings, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
-    settings = smtp_settings(settings, port, concurrency=2)
+    # claims it could not give back hold a resume for claim_timeout (the pid lives on)
+    settings = smtp_settings(settings, port, concurrency=2, claim_timeout=1.0)
     people = [f"l{n}@example.com" for n in range(20)]
     add(settings, *[(p, "", "") for p in people])
     with Store(settings.store_path) as store:
         store_snapshot(store, plan_edition(store, settings, week, Renderer(settings)))
-    holder = sqlite3.connect(settings.store_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    holder = sqlite3.connect(settings.store_path, isolation_level=None,
+                             check_same_thread=False)
+    accept = handler.handle_DATA
+
+    async def lock_then_accept(server: Any, session: Any, envelope: Any) -> str:
+        if not holder.in_transaction:  # the batch is claimed: now another process
+            holder.execute("BEGIN IMMEDIATE")  # takes the write lock
+        return await accept(server, session, envelope)  # type: ignore[no-any-return]
+
+    handler.handle_DATA = lock_then_accept
     try:
         started = time.monotonic()
         report = run_sender(settings, week, store_timeout=0.3)
         assert time.monotonic() - started < 10
     finally:
+        handler.handle_DATA = accept
         holder.execute("ROLLBACK")
         holder.close()
     assert "locked" in report.journal_error
