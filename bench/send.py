@@ -315,7 +315,7 @@ def main() -> None:
             print(f"  {label:13} {median:8,.0f} msg/s  ({min(values):,.0f}-{max(values):,.0f})"
                   f"  ratio {median / base:.2f}" + ("  (target >= 0.7)" if kind == "rsa"
                                                    else "")
-                  + f"; sender CPU {cpu:.2f} ms/msg (the RSA helper process not included)")
+                  + f"; sender CPU {cpu:.2f} ms/msg (ended helpers counted)")
 
 
 if __name__ == "__main__":
