@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -28,7 +27,7 @@ from newsletter.compose import Edition, edition_from_json, variant_categories, v
 from newsletter.config import Settings
 from newsletter.render import Renderer, archive_url, markdown_html
 from newsletter.rows import EditionRow
-from newsletter.starter import packaged_templates
+from newsletter.starter import template_env
 from newsletter.store import Store
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -55,10 +54,7 @@ class Archive:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.renderer = Renderer(settings)
-        loaders = [FileSystemLoader(str(settings.templates_dir / "web")),
-                   FileSystemLoader(str(packaged_templates() / "web"))]
-        self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                               autoescape=select_autoescape(["html.j2"]))
+        self.env = template_env(settings.templates_dir, "web")
         self.env.filters["markdown"] = markdown_html
         lang = settings.language
         self.env.filters["span"] = lambda start, end: dates.span(start, end, lang)

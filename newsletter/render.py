@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import nh3
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 from wcwidth import wcswidth, wcwidth
@@ -26,7 +25,7 @@ from wcwidth import wcswidth, wcwidth
 from newsletter import dates
 from newsletter.compose import Edition, Story, VariantPlan
 from newsletter.config import Settings
-from newsletter.starter import packaged_templates
+from newsletter.starter import packaged_templates, template_env
 
 SLOT_NAMES = ("greeting", "preferences_url", "unsubscribe_url", "more")
 TEXT_WIDTH = 78
@@ -109,11 +108,7 @@ GREETING_CACHE = 10_000
 class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        loaders = [FileSystemLoader(str(settings.templates_dir / "email"))]
-        loaders.append(FileSystemLoader(str(packaged_templates() / "email")))
-        self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                               autoescape=select_autoescape(["html.j2", "html"]),
-                               keep_trailing_newline=False)
+        self.env = template_env(settings.templates_dir, "email")
         self.env.filters["markdown"] = markdown_html
         lang = settings.language
         self.env.filters["day"] = lambda value: dates.day(value, lang)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
 from newsletter.errors import ConfigError
 
 
@@ -15,6 +17,15 @@ def packaged_templates() -> Path:
         if (Path(location) / "email").is_dir():
             return Path(location)
     return Path(__file__).resolve().parent.parent / "templates"
+
+
+def template_env(templates_dir: Path, folder: str) -> Environment:
+    """Templates of `folder` ("email" or "web"): the site's own first, then the defaults;
+    HTML autoescaped, anything undefined an error."""
+    loaders = [FileSystemLoader(str(templates_dir / folder)),
+               FileSystemLoader(str(packaged_templates() / folder))]
+    return Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
+                       autoescape=select_autoescape(["html.j2", "html"]))
 
 
 def _starter_files() -> dict[str, str]:

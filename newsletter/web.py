@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -32,7 +31,7 @@ from newsletter.archive import archive_routes
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.signup import Confirmations, clean_signup_name, client_network
-from newsletter.starter import packaged_templates
+from newsletter.starter import template_env
 from newsletter.store import Store, Subscriber
 from newsletter.subscribers import clean_name, new_address
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
@@ -101,10 +100,7 @@ class PreferenceCenter:
     def __init__(self, settings: Settings, secret: str) -> None:
         self.settings = settings
         self.tokens = Tokens(secret)
-        loaders = [FileSystemLoader(str(settings.templates_dir / "web")),
-                   FileSystemLoader(str(packaged_templates() / "web"))]
-        self.env = Environment(loader=ChoiceLoader(loaders), undefined=StrictUndefined,
-                               autoescape=select_autoescape(["html.j2"]))
+        self.env = template_env(settings.templates_dir, "web")
         self.words: dict[str, str] = self.env.get_template("strings.j2").make_module(
             {"lang": settings.language}).t  # type: ignore[attr-defined]
         self.confirmations = Confirmations(settings, self.tokens, self.env,

@@ -12,7 +12,14 @@ from click.testing import CliRunner
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.render import Renderer
-from newsletter.send import Sender, SendOptions, SendReport, plan_edition, store_snapshot
+from newsletter.send import (
+    Sender,
+    SendOptions,
+    SendReport,
+    find_snapshot,
+    plan_edition,
+    store_snapshot,
+)
 from newsletter.store import Store
 from newsletter.subscribers import Subscribers
 from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
@@ -55,16 +62,19 @@ def add(settings: Settings, *people: tuple[str, str, str]) -> None:
 
 
 def deliver(settings: Settings, window: Any, stop_after: int | None = None,
+            stop_after_seconds: float | None = None, store_timeout: float = 60.0,
             **overrides: Any) -> SendReport:
-    with Store(settings.store_path) as store:
+    """Snapshot (once) and send the window's edition, bounded (a run that hangs fails the
+    test, not the suite); stop after `stop_after` results or `stop_after_seconds`."""
+    with Store(settings.store_path, timeout=store_timeout) as store:
         renderer = Renderer(settings)
-        from newsletter.send import find_snapshot
-
         snap = find_snapshot(store, window) or store_snapshot(
             store, plan_edition(store, settings, window, renderer))
 
         async def go() -> SendReport:
             stop = asyncio.Event()
+            if stop_after_seconds is not None:
+                asyncio.get_running_loop().call_later(stop_after_seconds, stop.set)
 
             def watch(event: object, report: SendReport) -> None:
                 if stop_after is not None and report.done >= stop_after:
@@ -73,7 +83,7 @@ def deliver(settings: Settings, window: Any, stop_after: int | None = None,
             sender = Sender(store, settings, snap.edition_id, make_transport(settings),
                             SendOptions.from_settings(settings, **overrides), renderer=renderer,
                             tokens=Tokens("test-secret-key"), stop=stop, on_event=watch)
-            return await sender.run()
+            return await asyncio.wait_for(sender.run(), 60)
 
         return asyncio.run(go())
 

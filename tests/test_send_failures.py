@@ -3,7 +3,6 @@ next run resumes correctly. Real aiosmtpd on loopback, real SQLite files."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import sqlite3
@@ -22,33 +21,15 @@ from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 from newsletter.render import Renderer
 from newsletter.send import (
-    Sender,
-    SendOptions,
-    SendReport,
-    find_snapshot,
     plan_edition,
     store_snapshot,
 )
 from newsletter.store import Store
-from newsletter.tokens import Tokens
-from newsletter.transport import mailbox_refused, make_transport
+from newsletter.transport import mailbox_refused
 from tests.conftest import smtp_settings
-from tests.test_send import add, parsed, week  # noqa: F401
+from tests.test_send import add, deliver, parsed, week  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run_sender(settings: Settings, window: Any, *, store_timeout: float = 60.0,
-               **overrides: Any) -> SendReport:
-    """One send run, bounded: a run that hangs fails the test instead of the suite."""
-    with Store(settings.store_path, timeout=store_timeout) as store:
-        renderer = Renderer(settings)
-        snap = find_snapshot(store, window) or store_snapshot(
-            store, plan_edition(store, settings, window, renderer))
-        sender = Sender(store, settings, snap.edition_id, make_transport(settings),
-                        SendOptions.from_settings(settings, **overrides), renderer=renderer,
-                        tokens=Tokens("test-secret-key"))
-        return asyncio.run(asyncio.wait_for(sender.run(), 60))
 
 
 def statuses(settings: Settings) -> dict[str, str]:
@@ -93,7 +74,7 @@ def test_non_ascii_local_part_sent_with_smtputf8(settings: Settings, week: Any, 
     handler, port = smtp_server
     settings = smtp_settings(settings, port, smtputf8=True)
     add(settings, ("用户@example.com", "", ""), ("plain@example.com", "", ""))
-    report = run_sender(settings, week)
+    report = deliver(settings, week)
     assert (report.sent, report.failed, report.deferred) == (2, 0, 0)
     got = dict(handler.messages)
     assert "\r\nTo: 用户@example.com\r\n".encode() in got["用户@example.com"]
@@ -104,13 +85,13 @@ def test_non_ascii_local_part_without_smtputf8_fails_that_delivery_only(
     handler, port = smtp_ascii_server
     insert_raw(settings, "用户@example.com")
     add(settings, ("plain@example.com", "", ""))
-    report = run_sender(smtp_settings(settings, port, smtputf8=True), week)
+    report = deliver(smtp_settings(settings, port, smtputf8=True), week)
     assert (report.sent, report.failed, report.bounced) == (1, 1, 0)
     assert [r for r, _ in handler.messages] == ["plain@example.com"]
     # the setting off: the same row fails with the reason, and the run still ends
     with Store(settings.store_path) as store:
         store.db.execute("UPDATE deliveries SET status = 'pending' WHERE email LIKE '用户%'")
-    again = run_sender(smtp_settings(settings, port), week)
+    again = deliver(smtp_settings(settings, port), week)
     assert (again.failed, again.sent) == (1, 0)
     with Store(settings.store_path) as store:
         replies = [r[0] for r in store.db.execute("SELECT reply FROM deliveries "
@@ -137,7 +118,7 @@ def test_header_values_encoded_or_refused_at_load(site: Path, week: Any) -> None
                       encoding="utf-8")
     settings = load_settings(config)
     add(settings, ("a@example.com", "", ""))
-    assert run_sender(settings, week).sent == 1
+    assert deliver(settings, week).sent == 1
     (path,) = (settings.outbox_dir / "new").iterdir()
     raw = path.read_bytes()
     assert raw.split(b"\r\n\r\n")[0].isascii() and b"\n" not in raw.replace(b"\r\n", b"")
@@ -158,7 +139,7 @@ def test_port_out_of_range_in_code_ends_the_run(settings: Settings, week: Any) -
 
     settings = smtp_settings(settings, 70000, circuit_breaker=3)
     add(settings, *[(f"p{n}@example.com", "", "") for n in range(6)])
-    report = run_sender(settings, week)
+    report = deliver(settings, week)
     assert report.sent == 0 and "70000" in report.halted
     assert set(statuses(settings).values()) <= {"pending", "deferred"}
     del dataclasses
@@ -180,12 +161,12 @@ def test_template_error_for_a_new_variant_defers_and_resumes(
     broken.parent.mkdir(parents=True)
     broken.write_text(packaged.replace("</body>", "{{ no_such_thing.field }}</body>"),
                       encoding="utf-8")
-    report = run_sender(settings, week)
+    report = deliver(settings, week)
     assert (report.sent, report.deferred) == (1, 1)
     assert "no_such_thing" in report.last_error
     assert statuses(settings)["mover@example.com"] == "deferred"
     broken.unlink()
-    resumed = run_sender(settings, week)
+    resumed = deliver(settings, week)
     assert (resumed.sent, resumed.deferred) == (1, 0)
     assert sorted(r for r, _ in handler.messages) == ["all@example.com", "mover@example.com"]
 
@@ -213,7 +194,7 @@ def test_locked_database_stops_at_once_with_an_exact_summary(
     handler.handle_DATA = lock_then_accept
     try:
         started = time.monotonic()
-        report = run_sender(settings, week, store_timeout=0.3)
+        report = deliver(settings, week, store_timeout=0.3)
         assert time.monotonic() - started < 10
     finally:
         handler.handle_DATA = accept
@@ -222,7 +203,7 @@ def test_locked_database_stops_at_once_with_an_exact_summary(
     assert "locked" in report.journal_error
     accepted = [r for r, _ in handler.messages]
     assert 1 <= len(accepted) <= 2 and sorted(report.unrecorded) == sorted(accepted)
-    resumed = run_sender(settings, week)
+    resumed = deliver(settings, week)
     assert resumed.sent == 20 and not resumed.journal_error
     # exactly the reported ones went out twice, nobody else
     assert len(handler.messages) == 20 + len(report.unrecorded)
@@ -241,10 +222,10 @@ def test_lock_released_before_the_run_ends_records_what_was_accepted(
                              check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     threading.Timer(0.6, lambda: holder.execute("ROLLBACK")).start()
-    report = run_sender(settings, week, store_timeout=0.3)
+    report = deliver(settings, week, store_timeout=0.3)
     holder.close()
     assert report.journal_error and report.unrecorded == []  # recorded on the last try
-    run_sender(settings, week)
+    deliver(settings, week)
     assert len(handler.messages) == 6
 
 
@@ -311,7 +292,7 @@ def test_refused_connection_trips_the_breaker(settings: Settings, week: Any) -> 
 
     settings = smtp_settings(settings, free_port(), max_attempts=2, circuit_breaker=4)
     add(settings, *[(f"c{n}@example.com", "", "") for n in range(30)])
-    report = run_sender(settings, week)
+    report = deliver(settings, week)
     assert report.sent == 0 and "cannot connect" in report.halted
     assert report.deferred <= 4 + 3  # the breaker stopped it, not the end of the list
     assert set(statuses(settings).values()) <= {"pending", "deferred"}
@@ -345,7 +326,7 @@ def test_tarpit_stops_within_a_few_timeouts(settings: Settings, week: Any) -> No
             settings, smtp=dataclasses.replace(settings.smtp, timeout=timeout))
         add(settings, *[(f"t{n}@example.com", "", "") for n in range(200)])
         started = time.monotonic()
-        report = run_sender(settings, week)
+        report = deliver(settings, week)
         elapsed = time.monotonic() - started
     finally:
         done.set()

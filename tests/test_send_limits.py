@@ -4,54 +4,21 @@ switched off."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from newsletter.config import Settings
-from newsletter.render import Renderer
-from newsletter.send import (
-    Sender,
-    SendOptions,
-    SendReport,
-    find_snapshot,
-    plan_edition,
-    store_snapshot,
-)
-from newsletter.store import Store
-from newsletter.tokens import Tokens
-from newsletter.transport import make_transport
+from newsletter.send import SendReport
 from newsletter.window import resolve_window
 from tests.conftest import WritePost, smtp_settings
-from tests.test_send import POST, add, week  # noqa: F401
+from tests.test_send import POST, add, deliver, week  # noqa: F401
 
 
 def timed_run(settings: Settings, window: Any, *, stop_after_results: int | None = None,
-              stop_after_seconds: float | None = None,
               **overrides: Any) -> tuple[SendReport, float]:
-    with Store(settings.store_path) as store:
-        renderer = Renderer(settings)
-        snap = find_snapshot(store, window) or store_snapshot(
-            store, plan_edition(store, settings, window, renderer))
-
-        async def go() -> SendReport:
-            stop = asyncio.Event()
-            if stop_after_seconds is not None:
-                asyncio.get_running_loop().call_later(stop_after_seconds, stop.set)
-
-            def watch(event: object, report: SendReport) -> None:
-                if stop_after_results is not None and report.done >= stop_after_results:
-                    stop.set()
-
-            sender = Sender(store, settings, snap.edition_id, make_transport(settings),
-                            SendOptions.from_settings(settings, **overrides),
-                            renderer=renderer, tokens=Tokens("test-secret-key"), stop=stop,
-                            on_event=watch)
-            return await asyncio.wait_for(sender.run(), 60)
-
-        started = time.monotonic()
-        report = asyncio.run(go())
-        return report, time.monotonic() - started
+    """`deliver`, and how long the send itself took (the snapshot not counted)."""
+    report = deliver(settings, window, stop_after=stop_after_results, **overrides)
+    return report, time.monotonic() - report.started
 
 
 def test_rate_paces_messages(settings: Settings, week: Any) -> None:  # noqa: F811
