@@ -88,7 +88,8 @@ DEFAULT_EXCLUDE_SECTIONS = (
 # Links that are never a story's own link (regular expressions searched in the URL).
 DEFAULT_EXCLUDE_LINKS = (
     r"/intent/(tweet|post|follow)", r"sharer", r"/share(article)?\b", r"[?&]share=",
-    r"subscribe", r"/feed/?$", r"^mailto:",
+    r"[/.?&=]subscribe([/?#&.]|$)", r"/feed/?$", r"^mailto:",  # not ".../paid-subscribers"
+    r"[-_/]tickets?([-_/.?#]|$)",  # event ticket sales: a promotion, not news
     r"^https?://(www\.|mobile\.)?(x|twitter)\.com/(?!search|hashtag|i/|explore)[^/?#]+/?$",
     r"^https?://(www\.)?(facebook|instagram|threads)\.(com|net)/[^/?#]+/?$",
     r"^https?://(www\.)?linkedin\.com/(in|company)/",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 from rapidfuzz import fuzz, process
 
@@ -19,6 +20,7 @@ def drop_repeats(items: list[Item]) -> list[Item]:
     - an overview line without a link that another item tells in full;
     - a lead repeated word for word without a link ("预测时间：") is a field name.
     Several items of one section sharing a link is a hub (an aggregator page): all stay."""
+    items = _own_links(items)
     items = _drop_overview(items)
     items = _drop_repeated_sections(items)
     items = _drop_report_parts(items)
@@ -38,6 +40,21 @@ def drop_repeats(items: list[Item]) -> list[Item]:
             continue
         keep.append(item)
     return keep
+
+
+def _own_links(items: list[Item]) -> list[Item]:
+    """An item whose link another item of its section also gives, but which has a link
+    no other item gives, is told by that link of its own: the shared one is the other
+    story's (a citation slipped) or an aggregator's."""
+    uses = Counter((i.section, u) for i in items for u in {i.url, *i.links} if u)
+    mine: list[Item] = []
+    for item in items:
+        own = [u for u in item.links if uses[item.section, u] == 1]
+        if item.url is not None and uses[item.section, item.url] > 1 and own:
+            others = tuple(u for u in (item.url, *item.links) if u != own[0])
+            item = replace(item, url=own[0], links=others)
+        mine.append(item)
+    return mine
 
 
 def _drop_report_parts(items: list[Item]) -> list[Item]:
