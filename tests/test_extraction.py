@@ -84,6 +84,14 @@ def test_numbering_styles_never_become_headlines() -> None:
                            ("Why airlines bet on electric planes", "https://e.example/4")]
 
 
+def test_numbering_inside_a_bold_lead_is_not_the_headline() -> None:
+    body = ("**1. Tallis ships a planner**\n\nIt books trips.\n\n"
+            "### **2. 北港开通无人公交**\n\n首条线路。\n")
+    assert [h for h, _ in heads(body)] == ["Tallis ships a planner", "北港开通无人公交"]
+    body = "- **1.5B-parameter Wren model**: small and fast, runs on phones.\n"
+    assert [h for h, _ in heads(body)] == ["1.5B-parameter Wren model"]
+
+
 def test_a_group_heading_or_list_item_is_never_an_item() -> None:
     body = ("## [r/LocalModels](https://reddit.example/r/lm)\n\n"
             "- [Running 70B models on one GPU](https://reddit.example/r/lm/1) collects results\n"

@@ -27,6 +27,8 @@ SOURCE_LABEL = re.compile(
 _LEADING_SOURCE = re.compile(r"^\s*(来源|來源|出处|出處|sources?|via)\s*[:：]\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"^\s*(?:[(（]\d{1,3}[)）]|\d{1,3}\s*[.、:：)）]|\d{1,3}(?=\s)|#\d{1,3}\b"
                      r"|[\u2460-\u2473\u2776-\u277f])\s*")
+# a numbering mark opening a bold lead (`**1. Headline**`), never "1.5B" or "3 ways"
+_BOLD_NUMBER = re.compile(r"^\s*(?:[(（]\d{1,3}[)）]|\d{1,3}\s*[.、:：)）](?!\d))\s*")
 _BRACKET = re.compile(r"^\s*(?:\[([^\[\]]{1,200})\]|【([^【】]{1,200})】)\s*")
 _SENTENCE_END = re.compile(r"[。！？!?]|\.(?=\s|$)|\n")
 _CLAUSE = re.compile(r"[，,；;：:—]")
@@ -239,6 +241,11 @@ def _skip_decoration(pieces: list[Piece]) -> tuple[int, bool, list[str], str | N
                     tags.append((bracket[1] or bracket[2]).strip())
                     i = end + 1
                     continue
+                mark = _BOLD_NUMBER.match(inner[0].text)
+                if mark and inner[0].text[mark.end():].strip():
+                    rest = inner[0].text[mark.end():]
+                    pieces[i + 1] = Piece("text", rest, rest)
+                    numbered = True
         return i, numbered, tags, None
     return i, numbered, tags, None
 
