@@ -24,6 +24,9 @@ SAME_STORY = 82  # headline similarity (0-100) that makes two mentions one story
 SAME_PAGE_DIFFERENT_STORY = 45  # below this, two headlines on one page contradict it
 SAME_HUB_STORY = 60  # two headlines on one hub page, from different digests
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.'’-][a-z0-9]+)*|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_ORDINAL = re.compile(r"^\s*(?:[(（]?\d{1,3}[.、)）](?!\d)|#\d{1,3}\s)\s*")  # "7. ", "(3)"
+# "バレンタイン（情人节）", "人生逆転（人生逆转）": a name glossed, each side a name of the story
+_GLOSSED = re.compile(r"^(?P<name>[^（(]+?)\s*[（(](?P<gloss>[^）)]+)[）)]\s*$")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,17 @@ class Clustering:
 
 def headline_tokens(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_TOKEN.findall(folded))
+    return " ".join(_TOKEN.findall(_ORDINAL.sub("", folded, count=1)))
+
+
+def headline_names(text: str) -> list[str]:
+    """The headline's tokens, and when it is a name with a gloss, each side."""
+    names = [headline_tokens(text)]
+    glossed = _GLOSSED.match(unicodedata.normalize("NFKC", text))
+    if glossed:
+        names += [headline_tokens(glossed["name"]), headline_tokens(glossed["gloss"])]
+    return [n for n in names if n]
+
 
 
 def similarity(a: str, b: str) -> float:
@@ -99,11 +112,13 @@ def cluster(mentions: Sequence[Mention], rules: UrlRules = DEFAULT_RULES,
                 score = _score(tokens[a], tokens[b])
                 if mentions[a].digest != mentions[b].digest and score >= SAME_HUB_STORY:
                     union(a, b, f"same hub page and headlines {score:.0f}")
+    names = [(i, name) for i, m in enumerate(mentions) for name in headline_names(m.headline)]
     same_words: dict[str, int] = {}
-    for i, t in enumerate(tokens):  # the same words, however short: the same story
-        if t and same_words.setdefault(t, i) != i:
-            union(same_words[t], i, "same headline")
-    _merge_near_duplicates(tokens, threshold, union)
+    for i, name in names:  # the same words, however short: the same story
+        if same_words.setdefault(name, i) != i:
+            union(same_words[name], i, "same headline")
+    _merge_near_duplicates(names, threshold, union)
+    _join_short_names(names, find, union)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[find(i)].append(i)
@@ -126,14 +141,53 @@ def _is_hub(page: str, members: list[int], mentions: Sequence[Mention], tokens: 
     return False
 
 
+def _join_short_names(names: list[tuple[int, str]], find: object, union: object) -> None:
+    """A headline that is only a name ("Massie", "Veo 3.1", "AlphaFold") is the story
+    of the headlines naming it, when those are all one story; a name found in several
+    stories ("OpenAI"), or in a headline naming several ("InterJuve、Valverde"), stays
+    apart."""
+    assert callable(find) and callable(union)
+    padded = [(i, f" {t} ") for i, t in names]
+    naming: dict[tuple[int, str], list[int]] = {}
+    for i, name in names:
+        if len(name.split()) <= 2 and len(name.replace(" ", "")) >= 4 and \
+                any(c.isascii() and c.isalpha() for c in name):
+            naming[i, name] = [j for j, text in padded if text != f" {name} "
+                               and _contains(text, f" {name} ")]
+    names_in: dict[int, set[str]] = defaultdict(set)
+    for (_, name), found in naming.items():
+        for j in found:
+            names_in[j].add(name)
+    # the longest names first: "Thomas Massie" joins its story before "Massie" looks
+    for (i, name), found in sorted(naming.items(), key=lambda kv: -len(kv[0][1])):
+        stories = {find(j) for j in found}
+        if len(stories) == 1 and all(len(_outermost(names_in[j])) == 1 for j in found):
+            union(stories.pop(), i, f"name {name}")
+
+
+def _outermost(names: set[str]) -> set[str]:
+    """The names not part of a longer one ("Massie" is part of "Thomas Massie")."""
+    return {n for n in names if not any(n != m and f" {n} " in f" {m} " for m in names)}
+
+
+def _contains(longer: str, shorter: str) -> bool:
+    """Words inside a longer headline; CJK characters only as its opening topic
+    ("情人节话题持续热度"): at its end they are qualified into something else
+    ("白色情人节", "情人节巧克力")."""
+    if shorter not in longer:
+        return False
+    return any(c.isascii() and c.isalnum() for c in shorter) or longer.startswith(shorter)
+
+
 def _numbers(tokens: str) -> tuple[str, ...]:
     return tuple(t for t in tokens.split() if any(c.isdigit() for c in t))
 
 
-def _merge_near_duplicates(tokens: list[str], threshold: float, union: object) -> None:
+def _merge_near_duplicates(names: list[tuple[int, str]], threshold: float, union: object
+                           ) -> None:
     """Union every pair of headlines (three tokens or more) at or above `threshold`."""
     assert callable(union)
-    indexed = [(i, t) for i, t in enumerate(tokens) if len(t.split()) >= 3]
+    indexed = [(i, t) for i, t in names if len(t.split()) >= 3]
     texts = [t for _, t in indexed]
     for a, text in enumerate(texts):
         later = texts[a + 1:]
@@ -145,10 +199,11 @@ def _merge_near_duplicates(tokens: list[str], threshold: float, union: object) -
         numbers = _numbers(text)
         padded = f" {text} "
         for b, other in enumerate(later):  # "Gemini 3 Deep Think" in a longer headline
-            if f" {other} " in padded or padded in f" {other} ":
+            if _contains(padded, f" {other} ") or _contains(f" {other} ", padded):
                 best.setdefault(b, 100.0)
         for b, score in best.items():
             theirs = _numbers(later[b])
             if numbers and theirs and numbers != theirs:
                 continue  # "GPT-5" is not "GPT-4", "$2B" is not "$3B"
-            union(indexed[a][0], indexed[a + 1 + b][0], f"headlines {score:.0f}")
+            if indexed[a][0] != indexed[a + 1 + b][0]:
+                union(indexed[a][0], indexed[a + 1 + b][0], f"headlines {score:.0f}")

@@ -17,7 +17,7 @@ from newsletter.content import Digest, category_aliases, map_categories
 from newsletter.items import Item
 from newsletter.render import Renderer
 from newsletter.routing import Router
-from newsletter.stories import cluster
+from newsletter.stories import Mention, cluster
 from newsletter.urls import normalize_url
 from newsletter.window import resolve_window
 from tests.story_score import STORIES, labelled_pairs, load_mentions, pairs, pairwise, weeks
@@ -28,8 +28,8 @@ WINDOW = resolve_window(tz=TZ, week="2025-W51")
 
 # Pairwise recall the issue asks for is 0.80. The gaarry week is a link-less trending
 # digest whose topics are named in several languages ("Valentine's Day", "バレンタイン",
-# "情人节话题"): string similarity cannot join those, so its floor is what we reach.
-RECALL = {"hextra-2025-W49": 0.80, "julynotebook-2026-W09": 0.80, "gaarry-2026-W07": 0.35}
+# "情人节话题"): string similarity cannot join those, so its floor is what we reach (0.60).
+RECALL = {"hextra-2025-W49": 0.80, "julynotebook-2026-W09": 0.80, "gaarry-2026-W07": 0.55}
 
 
 @pytest.mark.parametrize("week", [w.name for w in weeks()])
@@ -164,6 +164,20 @@ def test_near_duplicates_merge_across_links_but_not_across_numbers(settings: Set
     assert len(first.coverage) == 2 and first.also == (("verge.example",
                                                         "https://verge.example/b"),)
     assert len(edition.stories) == 2
+
+
+@pytest.mark.parametrize(("headlines", "groups"), [
+    (["7. 日本选举：联盟赢得超级多数", "5. 日本选举：联盟赢得超级多数"], [[0, 1]]),
+    (["バレンタイン（情人节）", "情人节话题持续热度", "白色情人节", "情人节巧克力", "巧克力"],
+     [[0, 1, 3], [2], [4]]),
+    (["Massie", "Thomas Massie", "Thomas Massie 发言"], [[0, 1, 2]]),
+    (["Orca", "Orca ships a planner", "Orca raises $2B in funding"], [[0], [1], [2]]),
+    (["InterJuve", "Valverde", "足球：InterJuve、Valverde"], [[0], [1], [2]]),
+])
+def test_numbering_glosses_openings_and_short_names(headlines: list[str],
+                                                    groups: list[list[int]]) -> None:
+    mentions = [Mention(h, None, n) for n, h in enumerate(headlines)]
+    assert cluster(mentions).groups == groups
 
 
 def test_standing_items_never_top(settings: Settings) -> None:
