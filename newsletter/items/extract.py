@@ -38,7 +38,7 @@ from newsletter.items.inline import (
     pieces_of,
     plain,
     read_lead,
-    web_url,
+    story_url,
 )
 from newsletter.items.item import Item
 from newsletter.items.repeats import drop_repeats
@@ -154,7 +154,8 @@ class _Walker:
     def lead(self, block: Block) -> Lead:
         key = id(block)
         if key not in self._leads:
-            self._leads[key] = read_lead(block.inline_children(), self.rules.exclude_links)
+            # a copy: reading the lead trims its numbering off the pieces
+            self._leads[key] = read_lead(list(self.pieces(block)), self.rules.exclude_links)
         return self._leads[key]
 
     def excluded(self, label: str) -> bool:
@@ -386,9 +387,7 @@ class _Walker:
         return self._pieces[key]
 
     def story(self, href: str) -> str | None:
-        url = web_url(href)
-        pattern = self.rules.exclude_links
-        return None if url is None or (pattern and pattern.search(url)) else url
+        return story_url(href, self.rules.exclude_links)
 
     def links_in_blocks(self, blocks: list[Block]) -> list[str]:
         found: list[str] = []

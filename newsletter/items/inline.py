@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from markdown_it.token import Token
 
@@ -135,14 +136,24 @@ def is_placeholder(text: str) -> bool:
     return bool(PLACEHOLDER.match(text)) or bool(_WEB.match(text))
 
 
-def read_lead(children: Sequence[Token], exclude_links: re.Pattern[str] | None = None) -> Lead:
-    """Headline, story link, source and tags of a line, by the shape it is written in."""
-    pieces = pieces_of(children)
+def story_url(href: str, exclude_links: re.Pattern[str] | None) -> str | None:
+    """The link as a story's link: absolute http(s) and not left out by `exclude_links`."""
+    url = web_url(href)
+    return None if url is None or (exclude_links and _left_out(exclude_links, url)) else url
+
+
+@lru_cache(maxsize=8192)
+def _left_out(exclude_links: re.Pattern[str], url: str) -> bool:
+    return exclude_links.search(url) is not None  # a long alternation: once per link
+
+
+def read_lead(pieces: list[Piece], exclude_links: re.Pattern[str] | None = None) -> Lead:
+    """Headline, story link, source and tags of a line, by the shape it is written in.
+    Numbering is trimmed off `pieces` in place."""
     text = plain(pieces)
 
     def story(href: str) -> str | None:
-        url = web_url(href)
-        return None if url is None or (exclude_links and exclude_links.search(url)) else url
+        return story_url(href, exclude_links)
 
     links = [u for p in pieces if p.kind == "link" and (u := story(p.href))]
     outside = plain([p for p in pieces if p.kind != "link"])
