@@ -1,16 +1,16 @@
-"""The SQLite store: subscribers, editions and the delivery journal.
+"""The store: subscribers, editions and the delivery journal, in SQLite or PostgreSQL.
 
-WAL and a busy timeout let the web server, a send and the CLI share one file; every write
-runs in `BEGIN IMMEDIATE` so two writers queue instead of failing. The schema version is
-`PRAGMA user_version`; migrations only go forward.
+WAL and a busy timeout let the web server, a send and the CLI share one SQLite file;
+every write runs in `BEGIN IMMEDIATE` (on PostgreSQL: under one advisory lock) so two
+writers queue instead of failing. The SQL is written once; `store_backend.py` translates
+it where PostgreSQL's dialect differs. Migrations only go forward.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,15 @@ from newsletter.rows import Subscriber as Subscriber
 from newsletter.rows import join_categories as join_categories
 from newsletter.rows import now_iso as now_iso
 from newsletter.rows import split_categories as split_categories
+from newsletter.store_backend import (
+    DB_ERRORS,
+    Connection,
+    Row,
+    is_url,
+    open_backend,
+    redacted,
+)
+from newsletter.store_copy import Copying
 from newsletter.window import Window
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
@@ -134,24 +143,32 @@ class StoreError(NewsletterError):
     """The database file cannot be opened or is newer than this program."""
 
 
-class Store(Claims):
-    def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
-        self.path = path
+class Store(Claims, Copying):
+    """The store at `location`: an SQLite file (a Path) or a PostgreSQL URL. `pooled`
+    borrows the connection from this process's pool for the URL (`serve`)."""
+
+    def __init__(self, location: Path | str, *, timeout: float = 60.0,
+                 pooled: bool = False) -> None:
+        self.path = location if is_url(location) else Path(location)
+        where = redacted(str(location))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+            self.backend = open_backend(location, timeout, pooled=pooled)
+        except DB_ERRORS as exc:
+            raise StoreError(f"{where}: cannot open the database: {exc}") from exc
+        self.db: Connection = self.backend.db
+        self.dialect = self.backend.dialect
+        try:
+            if self.backend.fresh:
+                self._migrate(where)
+        except DB_ERRORS as exc:
+            self.backend.close()
+            raise StoreError(f"{where}: cannot open the database: {exc}") from exc
+        except StoreError:
+            self.backend.close()
+            raise
 
     def close(self) -> None:
-        self.db.close()
+        self.backend.close()
 
     def __enter__(self) -> Store:
         return self
@@ -159,38 +176,32 @@ class Store(Claims):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> AbstractContextManager[Connection]:
         """One write transaction; writers queue on the lock instead of failing."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        return self.backend.write()
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _migrate(self, where: str) -> None:
+        backend = self.backend
+        version = backend.version(self.db)
         if version == 0:
-            tables = [row[0] for row in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            tables = backend.tables()
             if tables:
-                raise StoreError(f"{self.path}: not a newsletter database (it has other "
-                                 f"tables: {', '.join(tables[:5])}); point [store] path at "
-                                 "a new file")
+                raise StoreError(f"{where}: not a newsletter database (it has other "
+                                 f"tables: {', '.join(tables[:5])}); point [store] "
+                                 f"{'url' if self.dialect == 'postgresql' else 'path'} at "
+                                 "a new database")
         if version > len(_MIGRATIONS):
-            raise StoreError(f"{self.path}: schema version {version} is newer than this "
+            raise StoreError(f"{where}: schema version {version} is newer than this "
                              "program; upgrade newsletter")
         for number in range(version, len(_MIGRATIONS)):
-            with self.write() as db:
-                if db.execute("PRAGMA user_version").fetchone()[0] != number:
+            with backend.write() as db:
+                if backend.version(db) != number:
                     continue  # another process migrated meanwhile
                 for statement in _MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
+                backend.set_version(db, number + 1)
+        backend.migrated()
 
     # ------------------------------------------------------------ subscribers
 
@@ -204,7 +215,7 @@ class Store(Claims):
                               (subscriber_id,)).fetchone()
         return Subscriber.from_row(row) if row else None
 
-    def insert_subscriber(self, db: sqlite3.Connection, *, email: str, email_key: str,
+    def insert_subscriber(self, db: Connection, *, email: str, email_key: str,
                           name: str, categories: tuple[str, ...], status: str, source: str,
                           created_at: str | None = None) -> int:
         stamp = now_iso()
@@ -217,7 +228,7 @@ class Store(Claims):
              stamp if status == "unsubscribed" else None))
         return int(cursor.lastrowid or 0)
 
-    def update_subscriber(self, db: sqlite3.Connection, subscriber_id: int, *,
+    def update_subscriber(self, db: Connection, subscriber_id: int, *,
                           name: str | None = None, categories: tuple[str, ...] | None = None,
                           status: str | None = None) -> None:
         fields: dict[str, Any] = {"updated_at": now_iso()}
@@ -244,13 +255,13 @@ class Store(Claims):
             if current is not None and current["status"] != status:
                 self.update_subscriber(db, subscriber_id, status=status)
 
-    def start_import(self, db: sqlite3.Connection) -> None:
+    def start_import(self, db: Connection) -> None:
         """A scratch table of the addresses one import has seen, to report duplicates."""
         db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
                    "(email_key TEXT PRIMARY KEY, line INTEGER)")
         db.execute("DELETE FROM import_seen")
 
-    def seen_in_import(self, db: sqlite3.Connection, email_key: str, line: int) -> int | None:
+    def seen_in_import(self, db: Connection, email_key: str, line: int) -> int | None:
         """The line that had this address before in the import, or None (and remember it)."""
         first = db.execute("SELECT line FROM import_seen WHERE email_key = ?",
                            (email_key,)).fetchone()
@@ -345,7 +356,7 @@ class Store(Claims):
                 found.append(edition)
         return found
 
-    def insert_edition(self, db: sqlite3.Connection, *, number: int, window: Window,
+    def insert_edition(self, db: Connection, *, number: int, window: Window,
                        nonce: str, payload: str) -> int:
         cursor = db.execute(
             "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
@@ -354,7 +365,7 @@ class Store(Claims):
              payload))
         return int(cursor.lastrowid or 0)
 
-    def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
+    def insert_deliveries(self, db: Connection, edition_id: int, categories: str,
                           key: str) -> int:
         """One pending delivery per active subscriber who chose exactly `categories`;
         returns how many."""
@@ -394,7 +405,7 @@ class Store(Claims):
                              nonce=row["nonce"], stories=row["stories"],
                              dropped=row["dropped"])
 
-    def insert_variant(self, db: sqlite3.Connection, edition_id: int, variant: Any) -> None:
+    def insert_variant(self, db: Connection, edition_id: int, variant: Any) -> None:
         db.execute("INSERT OR IGNORE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (edition_id, variant.key, join_categories(variant.categories),
                     variant.subject, variant.html, variant.text, variant.nonce,
@@ -494,11 +505,11 @@ class Store(Claims):
                         state))
             return state
 
-    def claim_confirmation(self, now: float, lease: float) -> sqlite3.Row | None:
+    def claim_confirmation(self, now: float, lease: float) -> Row | None:
         """The next confirmation email due, claimed for `lease` seconds (a crashed claimer's
         rows come back when the lease ends)."""
         with self.write() as db:
-            row: sqlite3.Row | None = db.execute(
+            row: Row | None = db.execute(
                 "SELECT g.id, g.name, g.attempts, s.email FROM signups g JOIN subscribers s "
                 "ON s.id = g.subscriber_id WHERE g.state IN ('queued', 'sending') "
                 "AND g.next_at <= ? ORDER BY g.id LIMIT 1", (now,)).fetchone()
@@ -512,8 +523,8 @@ class Store(Claims):
         self.db.execute("UPDATE signups SET state = ?, reply = ?, next_at = ? WHERE id = ?",
                         (state, reply[:500], next_at, signup_id))
 
-    def signup_state(self, signup_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
+    def signup_state(self, signup_id: int) -> Row | None:
+        row: Row | None = self.db.execute(
             "SELECT * FROM signups WHERE id = ?", (signup_id,)).fetchone()
         return row
 
@@ -552,20 +563,20 @@ class Store(Claims):
 
     # ------------------------------------------------------------ bounces and complaints
 
-    def delivery_by_id(self, delivery_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
+    def delivery_by_id(self, delivery_id: int) -> Row | None:
+        row: Row | None = self.db.execute(
             "SELECT d.edition_id, d.subscriber_id, d.email, e.nonce FROM deliveries d "
             "JOIN editions e ON e.id = d.edition_id WHERE d.id = ?", (delivery_id,)).fetchone()
         return row
 
-    def delivery_of(self, edition_id: int, subscriber_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
+    def delivery_of(self, edition_id: int, subscriber_id: int) -> Row | None:
+        row: Row | None = self.db.execute(
             "SELECT edition_id, subscriber_id, email FROM deliveries "
             "WHERE edition_id = ? AND subscriber_id = ?", (edition_id, subscriber_id)).fetchone()
         return row
 
-    def last_delivery_to(self, subscriber_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
+    def last_delivery_to(self, subscriber_id: int) -> Row | None:
+        row: Row | None = self.db.execute(
             "SELECT edition_id, subscriber_id, email FROM deliveries WHERE subscriber_id = ? "
             "AND status = 'sent' ORDER BY edition_id DESC LIMIT 1", (subscriber_id,)).fetchone()
         return row

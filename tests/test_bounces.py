@@ -70,7 +70,7 @@ def bounce_site(site: Path, port: int, soft_limit: int = 2) -> Any:
 
 
 def statuses(settings: Any) -> dict[str, str]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return {s.email: s.status for s in store.subscribers()}
 
 

@@ -11,6 +11,7 @@ from newsletter.config import Settings
 from newsletter.send import SendReport
 from newsletter.window import resolve_window
 from tests.conftest import WritePost, smtp_settings
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 from tests.test_send import POST, add, deliver, week  # noqa: F401
 
 

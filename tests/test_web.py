@@ -15,6 +15,7 @@ from newsletter.config import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import Subscribers
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 
 TOKENS = Tokens("test-secret-key")
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
@@ -22,13 +23,13 @@ ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 
 def add(site: Path, address: str, **kwargs: Any) -> int:
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return Subscribers(store, settings).add(address, **kwargs).id
 
 
 def status(site: Path, address: str) -> Any:
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return store.subscriber(address.casefold())
 
 

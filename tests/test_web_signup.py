@@ -24,6 +24,7 @@ from newsletter.config import load_settings
 from newsletter.store import Store
 from newsletter.tokens import FORM, UNSUBSCRIBE
 from tests.conftest import REPO, free_port
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 from tests.test_web import TOKENS, add, post, signup, status, wait_outbox
 
 
@@ -154,7 +155,7 @@ def test_double_submit_gives_one_row_and_200s(web_site: Any, web_server: str) ->
 
     assert asyncio.run(burst()) == [200] * 20
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert [s.email for s in store.subscribers()] == ["twice@example.com"]
     assert len(wait_outbox(site, 3)) == 3
 
@@ -229,7 +230,7 @@ def test_prune_removes_expired_pending_signups(web_site: Any, web_server: str) -
     assert signup(web_server, "fresh@example.com").status_code == 200
     assert len(wait_outbox(site, 2)) == 2
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:  # the old signup happened 8 days ago
+    with Store(settings.store_location) as store:  # the old signup happened 8 days ago
         store.db.execute("UPDATE subscribers SET updated_at = '2000-01-01T00:00:00+00:00', "
                          "created_at = '2000-01-01T00:00:00+00:00' WHERE email = ?",
                          ("old@example.com",))
