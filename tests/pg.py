@@ -50,7 +50,7 @@ def unavailable(why: str) -> None:
 
 
 class Cluster:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, durable: bool = False) -> None:
         from tests.conftest import free_port
 
         self.bin = bin_dir
@@ -60,6 +60,7 @@ class Cluster:
         self.password = secrets.token_hex(12)
         self.as_root = os.geteuid() == 0
         self.names = itertools.count(1)
+        self.durable = durable  # fsync and synchronous commits as configured by default
 
     def start(self) -> None:
         admin_pw = self.root / "pw"
@@ -69,11 +70,12 @@ class Cluster:
             shutil.chown(admin_pw, "postgres", "postgres")
         self.run("initdb", "-D", str(self.data), "-U", "postgres", "-E", "UTF8",
                  "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256",
-                 f"--pwfile={admin_pw}", "--no-sync")
+                 f"--pwfile={admin_pw}", *([] if self.durable else ["--no-sync"]))
         # a test cluster: durability off, enough connections for two servers' pools
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c max_connections=200")
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                  "-t", "60", "-o", options, "start")
         with self.admin() as db:
