@@ -132,3 +132,38 @@ def test_concurrent_claims_skip_each_other(pg_settings: Any) -> None:
     every = [d for got in claimed.values() for d in got]
     assert len(claimed) == 4 and sorted(every) == list(range(1, 401))  # each exactly once
     assert sum(1 for got in claimed.values() if got) >= 2  # they really ran side by side
+
+
+def test_a_version_1_database_is_migrated_forward(site: Path, pg_cluster: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.store import _MIGRATIONS
+    from newsletter.store_pg import PgBackend
+
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
+    url = pg_cluster.new_database(empty=True)
+    old = PgBackend(url, 10.0)  # what the first version of the schema left
+    with old.write() as db:
+        for statement in _MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        old.set_version(db, 1)
+        db.execute("INSERT INTO subscribers (email, email_key, status, created_at, "
+                   "updated_at) VALUES ('a@example.org', 'a@example.org', 'active', 'x', 'x')")
+    old.close()
+    with Store(url) as store:
+        assert store.backend.version(store.db) == len(_MIGRATIONS)
+        sub = store.subscriber("a@example.org")
+        assert sub is not None and sub.id == 1
+        assert store.record_bounce(message_key="k", kind="hard", edition_id=None,
+                                   subscriber_id=sub.id, recipient="a@example.org",
+                                   status="5.1.1", detail="", received_at="x",
+                                   soft_limit=3, soft_since="x") == "bounced"
+        assert store.record_bounce(message_key="k", kind="hard", edition_id=None,
+                                   subscriber_id=sub.id, recipient="a@example.org",
+                                   status="5.1.1", detail="", received_at="x",
+                                   soft_limit=3, soft_since="x") is None  # seen: ignored
+        columns = {row[0] for row in store.db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = "
+            "'deliveries'")}
+        assert {"claimed_by", "heartbeat"} <= columns
+    pg_cluster.drop(url)
