@@ -203,3 +203,7 @@ class JournalLock:
     def close(self) -> None:
         self.release()
         self.db.close()
+
+
+# for modules where only some tests touch what differs between the stores
+both_stores = pytest.mark.parametrize("store_backend", ["sqlite", "postgresql"])

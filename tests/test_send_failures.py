@@ -26,7 +26,7 @@ from newsletter.send import (
 from newsletter.store import Store
 from newsletter.transport import mailbox_refused
 from tests.conftest import smtp_settings
-from tests.pg import JournalLock, both_backends  # noqa: F401 (every test on both stores)
+from tests.pg import JournalLock, both_stores
 from tests.test_send import add, deliver, parsed, week  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,6 +80,7 @@ def test_non_ascii_local_part_sent_with_smtputf8(settings: Settings, week: Any, 
     assert "\r\nTo: 用户@example.com\r\n".encode() in got["用户@example.com"]
 
 
+@both_stores
 def test_non_ascii_local_part_without_smtputf8_fails_that_delivery_only(
         settings: Settings, week: Any, smtp_ascii_server: Any) -> None:  # noqa: F811
     handler, port = smtp_ascii_server
@@ -147,6 +148,7 @@ def test_port_out_of_range_in_code_ends_the_run(settings: Settings, week: Any) -
 
 # ---------------------------------------------------------------- template errors
 
+@both_stores
 def test_template_error_for_a_new_variant_defers_and_resumes(
         settings: Settings, week: Any, smtp_server: Any, site: Path) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -173,6 +175,7 @@ def test_template_error_for_a_new_variant_defers_and_resumes(
 
 # ---------------------------------------------------------------- journal failures
 
+@both_stores
 def test_locked_database_stops_at_once_with_an_exact_summary(
         settings: Settings, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -208,6 +211,7 @@ def test_locked_database_stops_at_once_with_an_exact_summary(
     assert {r for r, _ in handler.messages} == set(people)
 
 
+@both_stores
 def test_lock_released_before_the_run_ends_records_what_was_accepted(
         settings: Settings, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -226,7 +230,6 @@ def test_lock_released_before_the_run_ends_records_what_was_accepted(
     assert len(handler.messages) == 6
 
 
-@pytest.mark.parametrize("store_backend", ["sqlite"])  # a file on a full disk
 def test_full_disk_stops_with_the_unrecorded_messages_named(
         settings: Settings, site: Path, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -263,6 +266,7 @@ def test_full_disk_stops_with_the_unrecorded_messages_named(
 
 # ---------------------------------------------------------------- the circuit breaker
 
+@both_stores
 def test_sender_rejected_trips_the_breaker_then_resumes(settings: Settings, site: Path,
                                                         week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -336,6 +340,7 @@ def test_tarpit_stops_within_a_few_timeouts(settings: Settings, week: Any) -> No
     assert elapsed < timeout * 8, elapsed
 
 
+@both_stores
 def test_policy_block_fails_without_bouncing_and_retry_failed_delivers(
         settings: Settings, site: Path, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server

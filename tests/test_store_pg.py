@@ -55,6 +55,10 @@ def test_sql_translation() -> None:
                                           "IDENTITY PRIMARY KEY, at DOUBLE PRECISION, "
                                           "realm TEXT)")
     assert to_postgres("SELECT 'REAL' FROM t") == "SELECT 'REAL' FROM t"  # DDL only
+    assert to_postgres("INSERT INTO editions (a) VALUES (?)") == \
+        "INSERT INTO editions (a) VALUES (%s) RETURNING id"  # lastrowid, same round trip
+    assert to_postgres("INSERT INTO deliveries (a) SELECT id FROM s") == \
+        "INSERT INTO deliveries (a) SELECT id FROM s"  # many rows: no ids back
 
 
 def test_a_foreign_database_is_refused(site: Path, pg_cluster: Any,
