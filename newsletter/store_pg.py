@@ -51,7 +51,8 @@ def to_postgres(sql: str) -> str:
     text = "".join(out)
     if _IGNORE.match(text):
         text = _IGNORE.sub("INSERT INTO", text, count=1) + " ON CONFLICT DO NOTHING"
-    if _ONE_ROW_INSERT.match(text) and "RETURNING" not in text.upper():
+    if _ONE_ROW_INSERT.match(text) and "RETURNING" not in text.upper() \
+            and not re.search(r"\)\s*,\s*\(", text.partition("VALUES")[2]):
         text += " RETURNING id"
     if _DDL.match(text):
         text = re.sub(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b",

@@ -59,6 +59,8 @@ def test_sql_translation() -> None:
         "INSERT INTO editions (a) VALUES (%s) RETURNING id"  # lastrowid, same round trip
     assert to_postgres("INSERT INTO deliveries (a) SELECT id FROM s") == \
         "INSERT INTO deliveries (a) SELECT id FROM s"  # many rows: no ids back
+    assert to_postgres("INSERT INTO signups (a) VALUES (?), (?)") == \
+        "INSERT INTO signups (a) VALUES (%s), (%s)"
 
 
 def test_a_foreign_database_is_refused(site: Path, pg_cluster: Any,
