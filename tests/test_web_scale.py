@@ -44,6 +44,11 @@ def test_two_servers_take_concurrent_updates_and_lose_none(web_site: Any) -> Non
 
     try:
         codes = asyncio.run(burst())
+        if settings.store_url:  # each server keeps a bounded pool open, not one per request
+            with Store(settings.store_location) as store:
+                open_now = store.db.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE "
+                                            "datname = current_database()").fetchone()[0]
+            assert 3 <= open_now <= 2 * 10 + 1, open_now
     finally:
         for server in servers:
             server.terminate()
