@@ -66,15 +66,15 @@ class Archive:
 
     def editions(self) -> list[StoredEdition]:
         """Every stored edition, newest first."""
-        if not self.settings.store_path.exists():
+        if not self.settings.store_url and not self.settings.store_path.exists():
             return []
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             return [self._stored(store, row) for row, _ in reversed(store.editions())]
 
     def edition(self, number: int) -> StoredEdition | None:
-        if not self.settings.store_path.exists():
+        if not self.settings.store_url and not self.settings.store_path.exists():
             return None
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             row = store.edition(number=number)
             return None if row is None else self._stored(store, row)
 

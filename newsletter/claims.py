@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 from contextlib import AbstractContextManager
 
 from newsletter.rows import PendingDelivery
+from newsletter.store_backend import Backend, Connection
 
 # the claim columns; one migration, appended to the store's list
 MIGRATION = """
@@ -28,6 +28,12 @@ MIGRATION = """
 # A result stamps `heartbeat` with its time, so it also says when a row was deferred.
 _CLAIMABLE = ("edition_id = ? AND (status = 'pending' OR (status = 'deferred' AND "
               "heartbeat < ?)) AND (claimed_by IS NULL OR heartbeat < ?)")
+# PostgreSQL: row locks instead of one writer at a time; a batch another sender is
+# claiming right now is skipped, not waited for
+_PG_CLAIM = ("UPDATE deliveries SET claimed_by = ?, heartbeat = ? WHERE id IN "
+             f"(SELECT id FROM deliveries WHERE {_CLAIMABLE} AND id > ? "
+             "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) "
+             "RETURNING id, subscriber_id, email, name, variant_key, attempts")
 
 
 def sender_id() -> str:
@@ -51,14 +57,20 @@ def dead_here(owner: str) -> bool:
 
 
 class Claims:
-    db: sqlite3.Connection
+    db: Connection
+    backend: Backend
 
-    def write(self) -> AbstractContextManager[sqlite3.Connection]:
+    def write(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
     def claim(self, edition_id: int, owner: str, *, after: int, batch: int, now: float,
               stale_before: float, started: float) -> list[PendingDelivery]:
         """Claim up to `batch` claimable deliveries with an id above `after`, in id order."""
+        if self.backend.dialect == "postgresql":
+            with self.backend.transaction() as db:
+                rows = db.execute(_PG_CLAIM, (owner, now, edition_id, started, stale_before,
+                                              after, batch)).fetchall()
+            return [PendingDelivery(*row) for row in sorted(rows, key=lambda row: row[0])]
         with self.write() as db:
             # walk the table in id order from `after` and stop at `batch` rows: the status
             # index would collect and sort every unsent row of the edition for each batch

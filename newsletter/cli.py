@@ -242,7 +242,7 @@ def _subscribers(obj: _Context) -> Subscribers:
     from newsletter.store import Store
     from newsletter.subscribers import Subscribers
 
-    return Subscribers(Store(obj.settings.store_path), obj.settings)
+    return Subscribers(Store(obj.settings.store_location), obj.settings)
 
 
 @subscribers.command("add")
@@ -445,6 +445,24 @@ def editions_show(obj: _Context, number: int) -> None:
     from newsletter import send_job as sending
 
     for line in sending.edition_detail(obj.settings, number):
+        click.echo(line)
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The subscriber and journal database itself."""
+
+
+@store_group.command("migrate")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="An empty PostgreSQL database: postgresql://user@host:port/db "
+              "(password from PGPASSWORD).")
+@pass_ctx
+def store_migrate(obj: _Context, target: str) -> None:
+    """Copy the SQLite store into PostgreSQL and compare the counts of every table."""
+    from newsletter.store_migrate import migrate_store, report_lines
+
+    for line in report_lines(migrate_store(obj.settings, target)):
         click.echo(line)
 
 

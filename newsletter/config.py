@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.errors import ConfigError
+from newsletter.store_backend import url_problem
 
 CONFIG_NAME = "newsletter.toml"
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
@@ -159,6 +160,7 @@ class Settings:
     stories: StoriesSettings = field(default_factory=StoriesSettings)
     categories: tuple[Category, ...] = ()
     store_path: Path = Path("subscribers/newsletter.db")
+    store_url: str = ""  # PostgreSQL instead of the SQLite file at store_path
     outbox_dir: Path = Path("outbox")
     templates_dir: Path = Path("templates")
     max_html_bytes: int = 100_000
@@ -175,6 +177,11 @@ class Settings:
     @property
     def category_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.categories)
+
+    @property
+    def store_location(self) -> Path | str:
+        """What `Store` opens: the PostgreSQL URL when set, else the SQLite file."""
+        return self.store_url or self.store_path
 
     @property
     def public_url(self) -> str:
@@ -299,7 +306,8 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
     content.check_keys({"dir", "post_url", "include", "exclude", "exclude_sections",
                         "exclude_links", "undated"})
     store = _Table(data.get("store", {}), where, "store")
-    store.check_keys({"path"})
+    store.check_keys({"path", "url"})
+    store_url = _store_url(store)
     outbox = _Table(data.get("outbox", {}), where, "outbox")
     outbox.check_keys({"dir"})
     web = _Table(data.get("web", {}), where, "web")
@@ -345,6 +353,7 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
                          data.get("categories", [])),
         categories=_categories(data.get("categories", []), where),
         store_path=resolve(store, "path", "subscribers/newsletter.db"),
+        store_url=store_url,
         outbox_dir=resolve(outbox, "dir", "outbox"),
         templates_dir=resolve(templates, "dir", "templates"),
         smtp=_smtp(data["smtp"], where) if "smtp" in data else None,
@@ -356,6 +365,17 @@ def _build(data: dict[str, Any], root: Path, path: Path | None) -> Settings:
         bounces=_bounces(data.get("bounces", {}), where),
         dkim=_dkim(data["dkim"], where, root) if "dkim" in data else None,
     )
+
+
+def _store_url(store: _Table) -> str:
+    url = str(store.get("url", str, ""))
+    if url and "path" in store.data:
+        raise store.fail("url", "and [store] path are both set; keep url for PostgreSQL or "
+                         "path for an SQLite file, not both")
+    problem = url_problem(url) if url else None
+    if problem:
+        raise store.fail("url", problem)
+    return url
 
 
 def _stories(news: _Table, table: _Table, categories: Any) -> StoriesSettings:

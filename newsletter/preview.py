@@ -54,10 +54,10 @@ def _variant_sets(store: Store, settings: Settings, categories: str | None,
 def write_preview(settings: Settings, window: Window, out_dir: Path, *,
                   categories: str | None = None, subscriber: str | None = None,
                   intro_file: Path | None = None) -> PreviewReport:
-    if categories is not None and not settings.store_path.exists():
+    if categories is not None and not settings.store_url and not settings.store_path.exists():
         sets, recipient, number = [parse_categories(categories, settings)], SAMPLE, 1
     else:
-        with Store(settings.store_path) as store:
+        with Store(settings.store_location) as store:
             sets, recipient = _variant_sets(store, settings, categories, subscriber)
             number = store.edition_number(window)
     edition, loaded = compose_window(settings, window, number, intro_file)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from newsletter.store_backend import Row
 
 
 def now_iso() -> str:
@@ -34,7 +35,7 @@ class Subscriber:
     unsubscribed_at: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Subscriber:
+    def from_row(cls, row: Row) -> Subscriber:
         return cls(id=row["id"], email=row["email"], name=row["name"],
                    categories=split_categories(row["categories"]), status=row["status"],
                    source=row["source"], created_at=row["created_at"],
@@ -58,7 +59,7 @@ class EditionRow:
     payload: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> EditionRow:
+    def from_row(cls, row: Row) -> EditionRow:
         return cls(row["id"], row["number"], row["window_start"], row["window_end"],
                    row["created_at"], row["nonce"], row["payload"])
 

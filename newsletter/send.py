@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from newsletter.snapshot import load_snapshot as load_snapshot
 from newsletter.snapshot import plan_edition as plan_edition
 from newsletter.snapshot import store_snapshot as store_snapshot
 from newsletter.store import PendingDelivery, Store
+from newsletter.store_backend import DB_ERRORS
 from newsletter.tokens import Tokens
 from newsletter.transport import (
     Connection,
@@ -149,7 +149,7 @@ class Sender:
         stop_wait.cancel()
         self._record_unrecorded()
         beat.cancel()
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*DB_ERRORS):
             self.store.release(self.owner)  # what this run claimed but did not send
         if self.fatal is not None and self.report.sent == 0:
             raise self.fatal
@@ -203,7 +203,7 @@ class Sender:
                                     batch=size, now=now,
                                     stale_before=now - self.options.claim_timeout,
                                     started=self.started)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise JournalError(f"cannot claim deliveries in the journal {self.store.path}: "
                                f"{exc}") from exc
 
@@ -216,7 +216,7 @@ class Sender:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.options.claim_timeout / 4)
-            with contextlib.suppress(sqlite3.Error):  # a missed beat only risks a takeover
+            with contextlib.suppress(*DB_ERRORS):  # a missed beat only risks a takeover
                 self.store.heartbeat(self.owner, time.time())
 
     def _check_finished(self) -> None:
@@ -233,7 +233,7 @@ class Sender:
             self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
                               bounce_subscriber=job.subscriber_id if bounce else None,
                               variant_key=retarget)
-        except (sqlite3.Error, OSError) as exc:
+        except (*DB_ERRORS, OSError) as exc:
             if status == "sent":
                 self.unrecorded.append((job, reply))
                 self.report.unrecorded.append(job.email)
@@ -256,7 +256,7 @@ class Sender:
         for job, reply in list(self.unrecorded):
             try:
                 self.store.record(job.delivery_id, "sent", attempts=job.attempts, reply=reply)
-            except (sqlite3.Error, OSError):
+            except (*DB_ERRORS, OSError):
                 continue
             self.unrecorded.remove((job, reply))
             self.report.unrecorded.remove(job.email)

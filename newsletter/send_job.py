@@ -55,7 +55,7 @@ class SendJob:
                                                  concurrency=concurrency, rate=rate)
         self.tokens = signing_tokens(settings)
         signer_for(settings.dkim)  # a bad DKIM key stops the run before the edition is stored
-        self.store = Store(settings.store_path)
+        self.store = Store(settings.store_location)
         self.renderer = Renderer(settings)
         self.via = describe(settings)
         self.snapshot = find_snapshot(self.store, window)
@@ -243,7 +243,7 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
     renderer = Renderer(settings)
     recipient = Recipient(email)
     chosen: tuple[str, ...] = ()
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         known = store.subscriber(key)
         if known is not None:
             recipient = Recipient(known.email, known.name, known.id)
@@ -266,7 +266,7 @@ def test_copy(settings: Settings, window: Window, to: str, categories: str | Non
 
 
 def edition_lines(settings: Settings) -> list[str]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         rows = store.editions()
     if not rows:
         return ["No editions yet. Send one with `newsletter send`."]
@@ -280,7 +280,7 @@ def edition_lines(settings: Settings) -> list[str]:
 
 
 def edition_detail(settings: Settings, number: int) -> list[str]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         row = store.edition(number=number)
         if row is None:
             raise NewsletterError(f"no edition {number} (see `newsletter editions`)")

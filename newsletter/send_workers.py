@@ -57,7 +57,7 @@ def _worker(settings: Settings, edition_id: int, options: SendOptions, tokens: T
         if isinstance(event, Settled):
             settled[index] = report.done
 
-    with Store(settings.store_path) as store:  # never the parent's connection
+    with Store(settings.store_location) as store:  # never the parent's connection
         try:
             report = asyncio.run(deliver(settings, edition_id, options, tokens=tokens,
                                          renderer=Renderer(settings), store=store,

@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid
@@ -25,6 +24,7 @@ from jinja2 import Environment
 from newsletter.config import Settings
 from newsletter.message import CRLF, address, ascii_address, encode_header
 from newsletter.store import Store
+from newsletter.store_backend import Row
 from newsletter.tokens import CONFIRM, Tokens
 from newsletter.transport import PermanentFailure, TransientFailure, make_transport, send_one
 
@@ -129,12 +129,12 @@ class Confirmations:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), POLL)
 
-    def _claim(self) -> sqlite3.Row | None:
-        with Store(self.settings.store_path) as store:
+    def _claim(self) -> Row | None:
+        with Store(self.settings.store_location, pooled=True) as store:
             return store.claim_confirmation(time.time(), LEASE)
 
     def _finish(self, signup_id: int, state: str, reply: str, next_at: float) -> None:
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             store.finish_confirmation(signup_id, state, reply, next_at)
 
     async def send_next(self) -> bool:

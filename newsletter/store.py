@@ -1,16 +1,15 @@
-"""The SQLite store: subscribers, editions and the delivery journal.
+"""The store: subscribers, editions and the delivery journal, in SQLite or PostgreSQL.
 
-WAL and a busy timeout let the web server, a send and the CLI share one file; every write
-runs in `BEGIN IMMEDIATE` so two writers queue instead of failing. The schema version is
-`PRAGMA user_version`; migrations only go forward.
+WAL and a busy timeout let the web server, a send and the CLI share one SQLite file;
+every write runs in `BEGIN IMMEDIATE` (on PostgreSQL: under one advisory lock) so two
+writers queue instead of failing. The SQL is written once; `store_backend.py` translates
+it where PostgreSQL's dialect differs. Migrations only go forward.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,19 @@ from newsletter.rows import Subscriber as Subscriber
 from newsletter.rows import join_categories as join_categories
 from newsletter.rows import now_iso as now_iso
 from newsletter.rows import split_categories as split_categories
+from newsletter.store_backend import (
+    DB_ERRORS,
+    Connection,
+    is_url,
+    open_backend,
+    redacted,
+)
+from newsletter.store_copy import Copying
+from newsletter.store_signups import MAILING as MAILING
+from newsletter.store_signups import SignupStore
+from newsletter.store_subscribers import STATUSES as STATUSES
 from newsletter.window import Window
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 DELIVERY_STATES = ("pending", "sent", "deferred", "failed", "skipped")
 
 _MIGRATIONS: list[str] = [
@@ -127,31 +136,38 @@ _MIGRATIONS: list[str] = [
     # 4: claimed deliveries, so several senders share an edition (claims.py)
     CLAIMS_MIGRATION,
 ]
-MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
 
 
 class StoreError(NewsletterError):
     """The database file cannot be opened or is newer than this program."""
 
 
-class Store(Claims):
-    def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
-        self.path = path
+class Store(SignupStore, Claims, Copying):
+    """The store at `location`: an SQLite file (a Path) or a PostgreSQL URL. `pooled`
+    borrows the connection from this process's pool for the URL (`serve`)."""
+
+    def __init__(self, location: Path | str, *, timeout: float = 60.0,
+                 pooled: bool = False) -> None:
+        self.path = location if is_url(location) else Path(location)
+        where = redacted(str(location))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: cannot open the database: {exc}") from exc
+            self.backend = open_backend(location, timeout, pooled=pooled)
+        except DB_ERRORS as exc:
+            raise StoreError(f"{where}: cannot open the database: {exc}") from exc
+        self.db: Connection = self.backend.db
+        self.dialect = self.backend.dialect
+        try:
+            if self.backend.fresh:
+                self._migrate(where)
+        except DB_ERRORS as exc:
+            self.backend.close()
+            raise StoreError(f"{where}: cannot open the database: {exc}") from exc
+        except StoreError:
+            self.backend.close()
+            raise
 
     def close(self) -> None:
-        self.db.close()
+        self.backend.close()
 
     def __enter__(self) -> Store:
         return self
@@ -159,154 +175,40 @@ class Store(Claims):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> AbstractContextManager[Connection]:
         """One write transaction; writers queue on the lock instead of failing."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        return self.backend.write()
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A transaction for row-level writes that need no queue (journal results): on
+        SQLite the write lock all the same, on PostgreSQL without the advisory lock, so
+        senders and web servers do not wait for each other."""
+        return self.backend.transaction()
+
+    def _migrate(self, where: str) -> None:
+        backend = self.backend
+        version = backend.version(self.db)
         if version == 0:
-            tables = [row[0] for row in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            with backend.write():  # another process may be creating the schema right now
+                version = backend.version(self.db)
+                tables = backend.tables() if version == 0 else []
             if tables:
-                raise StoreError(f"{self.path}: not a newsletter database (it has other "
-                                 f"tables: {', '.join(tables[:5])}); point [store] path at "
-                                 "a new file")
+                raise StoreError(f"{where}: not a newsletter database (it has other "
+                                 f"tables: {', '.join(tables[:5])}); point [store] "
+                                 f"{'url' if self.dialect == 'postgresql' else 'path'} at "
+                                 "a new database")
         if version > len(_MIGRATIONS):
-            raise StoreError(f"{self.path}: schema version {version} is newer than this "
+            raise StoreError(f"{where}: schema version {version} is newer than this "
                              "program; upgrade newsletter")
         for number in range(version, len(_MIGRATIONS)):
-            with self.write() as db:
-                if db.execute("PRAGMA user_version").fetchone()[0] != number:
+            with backend.write() as db:
+                if backend.version(db) != number:
                     continue  # another process migrated meanwhile
                 for statement in _MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
-
-    # ------------------------------------------------------------ subscribers
-
-    def subscriber(self, email_key: str) -> Subscriber | None:
-        row = self.db.execute("SELECT * FROM subscribers WHERE email_key = ?",
-                              (email_key,)).fetchone()
-        return Subscriber.from_row(row) if row else None
-
-    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
-        row = self.db.execute("SELECT * FROM subscribers WHERE id = ?",
-                              (subscriber_id,)).fetchone()
-        return Subscriber.from_row(row) if row else None
-
-    def insert_subscriber(self, db: sqlite3.Connection, *, email: str, email_key: str,
-                          name: str, categories: tuple[str, ...], status: str, source: str,
-                          created_at: str | None = None) -> int:
-        stamp = now_iso()
-        cursor = db.execute(
-            "INSERT INTO subscribers (email, email_key, name, categories, status, source, "
-            "created_at, confirmed_at, updated_at, unsubscribed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (email, email_key, name, join_categories(categories), status, source,
-             created_at or stamp, stamp if status == "active" else None, stamp,
-             stamp if status == "unsubscribed" else None))
-        return int(cursor.lastrowid or 0)
-
-    def update_subscriber(self, db: sqlite3.Connection, subscriber_id: int, *,
-                          name: str | None = None, categories: tuple[str, ...] | None = None,
-                          status: str | None = None) -> None:
-        fields: dict[str, Any] = {"updated_at": now_iso()}
-        if name is not None:
-            fields["name"] = name
-        if categories is not None:
-            fields["categories"] = join_categories(categories)
-        if status is not None:
-            fields["status"] = status
-            if status == "active":
-                fields["confirmed_at"] = fields["updated_at"]
-                fields["unsubscribed_at"] = None
-            if status == "unsubscribed":
-                fields["unsubscribed_at"] = fields["updated_at"]
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?",
-                   (*fields.values(), subscriber_id))
-
-    def set_status(self, subscriber_id: int, status: str) -> None:
-        """Change the status (and its time stamps) only when it differs."""
-        with self.write() as db:
-            current = db.execute("SELECT status FROM subscribers WHERE id = ?",
-                                 (subscriber_id,)).fetchone()
-            if current is not None and current["status"] != status:
-                self.update_subscriber(db, subscriber_id, status=status)
-
-    def start_import(self, db: sqlite3.Connection) -> None:
-        """A scratch table of the addresses one import has seen, to report duplicates."""
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen "
-                   "(email_key TEXT PRIMARY KEY, line INTEGER)")
-        db.execute("DELETE FROM import_seen")
-
-    def seen_in_import(self, db: sqlite3.Connection, email_key: str, line: int) -> int | None:
-        """The line that had this address before in the import, or None (and remember it)."""
-        first = db.execute("SELECT line FROM import_seen WHERE email_key = ?",
-                           (email_key,)).fetchone()
-        if first is not None:
-            return int(first[0])
-        db.execute("INSERT INTO import_seen VALUES (?, ?)", (email_key, line))
-        return None
-
-    def erase_subscriber(self, email_key: str) -> int:
-        """Delete the person everywhere: their row and every delivery row naming them."""
-        with self.write() as db:
-            row = db.execute("SELECT id FROM subscribers WHERE email_key = ?",
-                             (email_key,)).fetchone()
-            if row is None:
-                return 0
-            deleted = db.execute("DELETE FROM deliveries WHERE subscriber_id = ?",
-                                 (row["id"],)).rowcount
-            db.execute("DELETE FROM signups WHERE subscriber_id = ?", (row["id"],))
-            deleted += db.execute("DELETE FROM bounces WHERE subscriber_id = ?",
-                                  (row["id"],)).rowcount
-            db.execute("DELETE FROM subscribers WHERE id = ?", (row["id"],))
-            return 1 + deleted
-
-    def subscribers(self, *, status: str | None = None,
-                    category: str | None = None) -> Iterator[Subscriber]:
-        sql, args = "SELECT * FROM subscribers", []
-        clauses = []
-        if status:
-            clauses.append("status = ?")
-            args.append(status)
-        if category:
-            clauses.append("(categories = '' OR ';' || categories || ';' LIKE ?)")
-            args.append(f"%;{category};%")
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        for row in self.db.execute(sql + " ORDER BY id", args):
-            yield Subscriber.from_row(row)
-
-    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Subscribers per status, and active subscribers per chosen category ('' = all)."""
-        by_status = {s: 0 for s in STATUSES}
-        for row in self.db.execute("SELECT status, COUNT(*) AS n FROM subscribers "
-                                   "GROUP BY status"):
-            by_status[row["status"]] = row["n"]
-        by_category: dict[str, int] = {}
-        for row in self.db.execute("SELECT categories, COUNT(*) AS n FROM subscribers "
-                                   "WHERE status = 'active' GROUP BY categories"):
-            for name in split_categories(row["categories"]) or ("",):
-                by_category[name] = by_category.get(name, 0) + row["n"]
-        return by_status, by_category
-
-    def variant_demand(self) -> dict[str, int]:
-        """Active subscribers per category set (';'-joined, '' = all)."""
-        return {row["categories"]: row["n"] for row in self.db.execute(
-            "SELECT categories, COUNT(*) AS n FROM subscribers WHERE status = 'active' "
-            "GROUP BY categories ORDER BY categories")}
+                backend.set_version(db, number + 1)
+        backend.migrated()
 
     # ------------------------------------------------------------ editions and deliveries
 
@@ -345,7 +247,7 @@ class Store(Claims):
                 found.append(edition)
         return found
 
-    def insert_edition(self, db: sqlite3.Connection, *, number: int, window: Window,
+    def insert_edition(self, db: Connection, *, number: int, window: Window,
                        nonce: str, payload: str) -> int:
         cursor = db.execute(
             "INSERT INTO editions (number, window_start, window_end, created_at, nonce, "
@@ -354,7 +256,7 @@ class Store(Claims):
              payload))
         return int(cursor.lastrowid or 0)
 
-    def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
+    def insert_deliveries(self, db: Connection, edition_id: int, categories: str,
                           key: str) -> int:
         """One pending delivery per active subscriber who chose exactly `categories`;
         returns how many."""
@@ -394,7 +296,7 @@ class Store(Claims):
                              nonce=row["nonce"], stories=row["stories"],
                              dropped=row["dropped"])
 
-    def insert_variant(self, db: sqlite3.Connection, edition_id: int, variant: Any) -> None:
+    def insert_variant(self, db: Connection, edition_id: int, variant: Any) -> None:
         db.execute("INSERT OR IGNORE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (edition_id, variant.key, join_categories(variant.categories),
                     variant.subject, variant.html, variant.text, variant.nonce,
@@ -458,159 +360,3 @@ class Store(Claims):
             return stored.number
         row = self.db.execute("SELECT MAX(number) FROM editions").fetchone()
         return int(row[0] or 0) + 1
-
-    # ------------------------------------------------------------ web signups
-
-    def record_signup(self, *, at: float, network: str, email: str, email_key: str, name: str,
-                      categories: tuple[str, ...], since_network: float, per_network: int,
-                      per_day: int) -> str | None:
-        """One signup post, in one transaction so concurrent posts (several processes
-        too) see each other: None when the network is over its limit, else the state of
-        the new signups row: 'queued' (a confirmation to send) or 'none'."""
-        with self.write() as db:
-            recent = db.execute("SELECT COUNT(*) FROM signups WHERE network = ? AND at > ?",
-                                (network, since_network)).fetchone()[0]
-            if recent >= per_network:
-                return None
-            stamp = now_iso()
-            db.execute("INSERT INTO subscribers (email, email_key, name, categories, status, "
-                       "source, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 'web', "
-                       "?, ?) ON CONFLICT (email_key) DO NOTHING",
-                       (email, email_key, name, join_categories(categories), stamp, stamp))
-            found = db.execute("SELECT id, status FROM subscribers WHERE email_key = ?",
-                               (email_key,)).fetchone()
-            mailed = db.execute(f"SELECT COUNT(*) FROM signups WHERE email_key = ? AND at > ? "
-                                f"AND state IN {MAILING}",
-                                (email_key, at - 24 * 3600)).fetchone()[0]
-            wants_mail = found["status"] in ("pending", "unsubscribed", "bounced")
-            state = "queued" if wants_mail and mailed < per_day else "none"
-            # a fresh attempt keeps a pending signup from expiring (the same statement
-            # whatever the status: the same work for every address)
-            db.execute("UPDATE subscribers SET updated_at = ? WHERE id = ? AND "
-                       "status = 'pending'", (stamp, found["id"]))
-            db.execute("INSERT INTO signups (at, network, email_key, subscriber_id, name, "
-                       "categories, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (at, network, email_key, found["id"], name, join_categories(categories),
-                        state))
-            return state
-
-    def claim_confirmation(self, now: float, lease: float) -> sqlite3.Row | None:
-        """The next confirmation email due, claimed for `lease` seconds (a crashed claimer's
-        rows come back when the lease ends)."""
-        with self.write() as db:
-            row: sqlite3.Row | None = db.execute(
-                "SELECT g.id, g.name, g.attempts, s.email FROM signups g JOIN subscribers s "
-                "ON s.id = g.subscriber_id WHERE g.state IN ('queued', 'sending') "
-                "AND g.next_at <= ? ORDER BY g.id LIMIT 1", (now,)).fetchone()
-            if row is not None:
-                db.execute("UPDATE signups SET state = 'sending', next_at = ?, "
-                           "attempts = attempts + 1 WHERE id = ?", (now + lease, row["id"]))
-            return row
-
-    def finish_confirmation(self, signup_id: int, state: str, reply: str,
-                            next_at: float = 0.0) -> None:
-        self.db.execute("UPDATE signups SET state = ?, reply = ?, next_at = ? WHERE id = ?",
-                        (state, reply[:500], next_at, signup_id))
-
-    def signup_state(self, signup_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
-            "SELECT * FROM signups WHERE id = ?", (signup_id,)).fetchone()
-        return row
-
-    def confirm_signup(self, signup_id: int) -> Subscriber | None:
-        """Activate the subscriber of a signup with the name and categories chosen in it;
-        None when the signup is unknown or older than the subscriber's last unsubscribe
-        (an old confirmation mail never undoes a later unsubscribe)."""
-        with self.write() as db:
-            row = db.execute("SELECT g.at, g.name AS chosen_name, g.categories AS chosen, s.* "
-                             "FROM signups g JOIN "
-                             "subscribers s ON s.id = g.subscriber_id WHERE g.id = ?",
-                             (signup_id,)).fetchone()
-            if row is None or row["status"] not in ("pending", "active", "unsubscribed",
-                                                    "bounced"):
-                return None
-            left = row["unsubscribed_at"]  # whole seconds: compare with the signup's second
-            if left and datetime.fromisoformat(left).timestamp() > int(row["at"]):
-                return None
-            if row["status"] != "active":
-                self.update_subscriber(db, row["id"], name=row["chosen_name"],
-                                       categories=split_categories(row["chosen"]),
-                                       status="active")
-            return self.subscriber_by_id(row["id"])
-
-    def prune_signups(self, *, before: str, before_at: float) -> tuple[int, int]:
-        """Delete pending subscribers untouched since `before` that never confirmed, and
-        signup rows older than `before_at`: (subscribers, signup rows) removed."""
-        with self.write() as db:
-            stale = "status = 'pending' AND confirmed_at IS NULL AND updated_at < ?"
-            rows = db.execute(f"DELETE FROM signups WHERE at < ? AND state NOT IN "
-                              f"('queued', 'sending') OR subscriber_id IN "
-                              f"(SELECT id FROM subscribers WHERE {stale})",
-                              (before_at, before)).rowcount
-            people = db.execute(f"DELETE FROM subscribers WHERE {stale}", (before,)).rowcount
-            return people, rows
-
-    # ------------------------------------------------------------ bounces and complaints
-
-    def delivery_by_id(self, delivery_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
-            "SELECT d.edition_id, d.subscriber_id, d.email, e.nonce FROM deliveries d "
-            "JOIN editions e ON e.id = d.edition_id WHERE d.id = ?", (delivery_id,)).fetchone()
-        return row
-
-    def delivery_of(self, edition_id: int, subscriber_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
-            "SELECT edition_id, subscriber_id, email FROM deliveries "
-            "WHERE edition_id = ? AND subscriber_id = ?", (edition_id, subscriber_id)).fetchone()
-        return row
-
-    def last_delivery_to(self, subscriber_id: int) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
-            "SELECT edition_id, subscriber_id, email FROM deliveries WHERE subscriber_id = ? "
-            "AND status = 'sent' ORDER BY edition_id DESC LIMIT 1", (subscriber_id,)).fetchone()
-        return row
-
-    def bounce_known(self, message_key: str) -> bool:
-        return self.db.execute("SELECT 1 FROM bounces WHERE message_key = ?",
-                               (message_key,)).fetchone() is not None
-
-    def record_bounce(self, *, message_key: str, kind: str, edition_id: int | None,
-                      subscriber_id: int | None, recipient: str, status: str, detail: str,
-                      received_at: str, soft_limit: int, soft_since: str) -> str | None:
-        """Record one bounce mailbox message once; returns the subscriber's new status
-        when this message changed it (hard -> bounced, enough soft -> bounced,
-        complaint -> complained)."""
-        with self.write() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO bounces (message_key, kind, edition_id, subscriber_id, "
-                "recipient, status, detail, received_at, processed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (message_key, kind, edition_id, subscriber_id, recipient[:320], status,
-                 detail[:500], received_at, now_iso())).rowcount
-            if not inserted or subscriber_id is None:
-                return None
-            new: str | None = None
-            allowed: tuple[str, ...] = ("pending", "active")
-            if kind == "complaint":  # never mailed again, whatever the status was
-                new, allowed = "complained", ("pending", "active", "unsubscribed", "bounced")
-            elif kind == "hard":
-                new = "bounced"
-            elif kind == "soft":
-                count = db.execute("SELECT COUNT(*) FROM bounces WHERE subscriber_id = ? AND "
-                                   "kind = 'soft' AND received_at >= ?",
-                                   (subscriber_id, soft_since)).fetchone()[0]
-                new = "bounced" if count >= soft_limit else None
-            if new is None:
-                return None
-            marks = ", ".join("?" for _ in allowed)
-            changed = db.execute(
-                f"UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ? "
-                f"AND status IN ({marks})", (new, now_iso(), subscriber_id, *allowed)).rowcount
-            return new if changed else None
-
-    def bounce_counts(self, edition_id: int) -> dict[str, int]:
-        counts = {k: 0 for k in ("hard", "soft", "complaint")}
-        for row in self.db.execute("SELECT kind, COUNT(*) FROM bounces WHERE edition_id = ? "
-                                   "GROUP BY kind", (edition_id,)):
-            counts[row[0]] = row[1]
-        return counts

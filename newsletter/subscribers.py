@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.store import STATUSES, Store, Subscriber
+from newsletter.store_backend import INTEGRITY_ERRORS, Connection
 
 LEFT = ("unsubscribed", "bounced", "complained")  # statuses an import never raises
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "created", "source")
@@ -128,7 +128,7 @@ class Subscribers:
                 new_id = self.store.insert_subscriber(
                     db, email=address, email_key=key, name=clean_name(name), categories=cats,
                     status=status, source=source)
-            except sqlite3.IntegrityError as exc:
+            except INTEGRITY_ERRORS as exc:
                 raise SubscriberError(f"{address}: already subscribed (change it with "
                                       "`newsletter subscribers set`)") from exc
         found = self.store.subscriber_by_id(new_id)
@@ -247,7 +247,7 @@ class _Discard(Exception):
     """Roll the import's transaction back (dry run, or bad rows without --skip-invalid)."""
 
 
-def _import_row(store: Store, settings: Settings, db: sqlite3.Connection, row: dict[str, str],
+def _import_row(store: Store, settings: Settings, db: Connection, row: dict[str, str],
                 where: tuple[str, int], update: bool, report: ImportReport) -> None:
     line = where[1]
     address, key = new_address(row.get("email", ""), settings)

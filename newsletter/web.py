@@ -155,7 +155,7 @@ class PreferenceCenter:
         subscriber_id = self.tokens.read(purpose, token)
         if subscriber_id is None:
             return None
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             return store.subscriber_by_id(subscriber_id)
 
     def chosen_categories(self, form: FormData) -> tuple[str, ...] | None:
@@ -188,7 +188,7 @@ class PreferenceCenter:
         return self.preferences_page(updated, message=self._changes(sub, updated))
 
     def _save(self, subscriber_id: int, name: str, categories: tuple[str, ...]) -> Subscriber:
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             with store.write() as db:
                 store.update_subscriber(db, subscriber_id, name=name, categories=categories)
             found = store.subscriber_by_id(subscriber_id)
@@ -248,7 +248,7 @@ class PreferenceCenter:
                          text=self.words["resubscribed"], error=False)
 
     def _set_status(self, sub: Subscriber, status: str) -> None:
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             store.set_status(sub.id, status)
 
     # ------------------------------------------------------------ signup
@@ -282,7 +282,7 @@ class PreferenceCenter:
         now = time.time()
 
         def record() -> str | None:
-            with Store(self.settings.store_path) as store:
+            with Store(self.settings.store_location, pooled=True) as store:
                 return store.record_signup(
                     at=now, network=network, email=address, email_key=key, name=name,
                     categories=stored, since_network=now - NETWORK_WINDOW,
@@ -325,11 +325,11 @@ class PreferenceCenter:
                          **self.links(sub.id))
 
     def _signup(self, signup_id: int) -> Any:
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             return store.signup_state(signup_id)
 
     def _confirm(self, signup_id: int) -> Subscriber | None:
-        with Store(self.settings.store_path) as store:
+        with Store(self.settings.store_location, pooled=True) as store:
             return store.confirm_signup(signup_id)
 
     def slash_redirect(self, request: Request) -> Response:
@@ -375,6 +375,10 @@ def create_app(settings: Settings, secret: str) -> ASGIApp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if settings.store_url:  # the requests' pooled connections
+                from newsletter.store_pg import close_pool
+
+                close_pool(settings.store_url)
 
     app = Starlette(routes=routes, exception_handlers={500: server_error}, lifespan=lifespan)
     app.router.redirect_slashes = False  # ours redirects to `[web] url`, not to Host

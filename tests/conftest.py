@@ -55,11 +55,35 @@ keywords = ["App", "应用"]
 """
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():  # type: ignore[no-untyped-def]
+    """The session's throwaway PostgreSQL (tests/pg.py), started on first use."""
+    from tests.pg import start_cluster
+
+    yield from start_cluster()
+
+
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty site: config + content folder; the cwd is the site."""
+def store_backend() -> str:
+    """Where the site's store is; a module importing `tests.pg.both_backends` runs its
+    tests on "sqlite" and "postgresql"."""
+    return "sqlite"
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_backend: str,
+         request: pytest.FixtureRequest) -> Path:
+    """An empty site: config + content folder; the cwd is the site. On PostgreSQL its
+    `[store] url` names a fresh database and PGPASSWORD holds the password."""
     (tmp_path / "content").mkdir()
-    (tmp_path / "newsletter.toml").write_text(CONFIG, encoding="utf-8")
+    config = CONFIG
+    if store_backend == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        url = cluster.new_database()
+        request.addfinalizer(lambda: cluster.drop(url))
+        config = config.replace('path = "subscribers/test.db"', f'url = "{url}"')
+        monkeypatch.setenv("PGPASSWORD", cluster.password)
+    (tmp_path / "newsletter.toml").write_text(config, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "test-secret-key")

@@ -15,6 +15,7 @@ from newsletter.store import Store
 from newsletter.window import Window, resolve_window
 from tests import bounce_samples as samples
 from tests.conftest import WritePost, smtp_settings
+from tests.pg import both_backends  # noqa: F401 (every store-using test on both stores)
 from tests.test_send import POST, add, deliver
 
 BOUNCES = "bounces@mail.example.com"
@@ -70,7 +71,7 @@ def bounce_site(site: Path, port: int, soft_limit: int = 2) -> Any:
 
 
 def statuses(settings: Any) -> dict[str, str]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return {s.email: s.status for s in store.subscribers()}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 
 SUBSCRIBERS = 2000
 CONCURRENCY = 4
@@ -100,7 +101,7 @@ def test_sigint_finishes_in_flight_records_them_and_says_how_to_resume(
     from newsletter.config import load_settings
     from newsletter.store import Store
 
-    with Store(load_settings(config).store_path) as store:
+    with Store(load_settings(config).store_location) as store:
         sent = store.db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'")
         assert sent.fetchone()[0] == len(handler.messages) < 300  # nothing in flight lost
     done = subprocess.run(send, cwd=site, env=env, capture_output=True, text=True, timeout=120)

@@ -29,7 +29,7 @@ def messages(settings: Settings, window: Any, names: list[str]) -> list[tuple[An
     """(message as parsed, the reference fill of the same variant) per name."""
     renderer = Renderer(settings)
     tokens = Tokens("test-secret-key")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         if not list(store.subscribers()):
             add(settings, ("x@example.com", "", ""))
         (variant,) = plan_edition(store, settings, window, renderer).variants
@@ -84,7 +84,7 @@ def test_long_non_ascii_list_name_folds_with_crlf(settings: Settings, site: Path
     ((msg, _),) = messages(settings, week, ["Ann"])
     assert "非常长的中文新闻通讯名称" in str(msg["List-Id"])
     renderer = Renderer(settings)
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         (variant,) = plan_edition(store, settings, week, renderer).variants
     built = MessageFactory(settings, variant, renderer, Tokens("k")).build(Recipient("a@b.example"))
     header = built.split(b"\r\n\r\n")[0]

@@ -16,6 +16,7 @@ from newsletter.send import Sender, SendOptions, plan_edition, store_snapshot
 from newsletter.store import Store
 from newsletter.tokens import Tokens
 from newsletter.transport import make_transport
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,7 +75,7 @@ def test_workers_share_the_edition_and_report_together(
     assert "sent 3000, deferred 0, failed 0" in done.stdout
     assert "fully sent" in done.stdout
     once_each(handler, people)
-    with Store(load_settings(site / "newsletter.toml").store_path) as store:
+    with Store(load_settings(site / "newsletter.toml").store_location) as store:
         assert store.claimants(1) == {}  # nothing left claimed
 
 
@@ -142,7 +143,7 @@ def test_a_killed_workers_claims_are_taken_over(
     assert run.returncode == 1, out + err  # a worker was lost: said, and not exit 0
     assert "1 worker processes ended without a report" in out
     assert "remain" not in out  # the other worker finished the edition
-    with Store(load_settings(site / "newsletter.toml").store_path) as store:
+    with Store(load_settings(site / "newsletter.toml").store_location) as store:
         assert store.delivery_counts(1)["sent"] == 2000
     received = collections.Counter(rcpt for rcpt, _ in handler.messages)
     assert set(received) == set(people)
@@ -156,7 +157,7 @@ def test_claims_of_a_silent_sender_elsewhere_are_taken_over_after_the_timeout(
     people = prepare(site, write_post, port, 50, send="claim_timeout = 1.0")
     settings = load_settings(site / "newsletter.toml")
     renderer = Renderer(settings)
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         snapshot = store_snapshot(store, plan_edition(store, settings,
                                                       _week(settings), renderer))
         # a sender on another host claimed 20 rows, then its host went quiet
@@ -200,7 +201,7 @@ def test_sigterm_stops_every_worker_and_a_resume_finishes_once(
     assert "Interrupted: every result so far is recorded" in out
     assert "ended without a report" not in out  # both workers stopped cleanly
     assert len(handler.messages) < 1500
-    with Store(load_settings(site / "newsletter.toml").store_path) as store:
+    with Store(load_settings(site / "newsletter.toml").store_location) as store:
         assert store.claimants(1) == {}  # every unsent claim given back
         assert store.delivery_counts(1)["sent"] == len(handler.messages)
     done = subprocess.run([*SEND, "--workers", "2"], cwd=site, env=env(),

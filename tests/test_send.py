@@ -26,6 +26,7 @@ from newsletter.tokens import PREFERENCES, UNSUBSCRIBE, Tokens
 from newsletter.transport import MaildirTransport, make_transport
 from newsletter.window import resolve_window
 from tests.conftest import WritePost, smtp_settings
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 
 POST = """---
 title: "Week digest {n}"
@@ -55,7 +56,7 @@ def week(write_post: WritePost) -> Any:
 
 
 def add(settings: Settings, *people: tuple[str, str, str]) -> None:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         subs = Subscribers(store, settings)
         for address, name, cats in people:
             subs.add(address, name=name, categories=cats)
@@ -66,7 +67,7 @@ def deliver(settings: Settings, window: Any, stop_after: int | None = None,
             **overrides: Any) -> SendReport:
     """Snapshot (once) and send the window's edition, bounded (a run that hangs fails the
     test, not the suite); stop after `stop_after` results or `stop_after_seconds`."""
-    with Store(settings.store_path, timeout=store_timeout) as store:
+    with Store(settings.store_location, timeout=store_timeout) as store:
         renderer = Renderer(settings)
         snap = find_snapshot(store, window) or store_snapshot(
             store, plan_edition(store, settings, window, renderer))
@@ -155,7 +156,7 @@ def test_faults_end_with_one_copy_each_or_a_recorded_failure(settings: Settings,
     received = [rcpt for rcpt, _ in handler.messages]
     assert sorted(received) == sorted(f"p{n}@example.com" for n in range(30) if n not in (3, 4))
     assert len(received) == len(set(received))  # once each
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         rows = {r["email"]: r for r in store.db.execute("SELECT * FROM deliveries")}
         assert rows["p3@example.com"]["status"] == "failed"
         assert rows["p3@example.com"]["reply"].startswith("550 5.1.1")
@@ -184,7 +185,7 @@ def test_unsubscribe_or_category_change_before_sending(settings: Settings, week:
     settings = smtp_settings(settings, port)
     add(settings, ("gone@example.com", "", ""), ("mover@example.com", "", "models"),
         ("stay@example.com", "", ""))
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         store_snapshot(store, plan_edition(store, settings, week, Renderer(settings)))
         subs = Subscribers(store, settings)
         subs.set("gone@example.com", status="unsubscribed")
@@ -229,7 +230,7 @@ def test_nothing_sendable_stops_and_keeps_every_delivery(settings: Settings, wee
     add(settings, ("a@example.com", "", ""))
     report = deliver(settings, week)
     assert report.sent == 0 and "cannot connect" in report.halted
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert store.db.execute("SELECT status FROM deliveries").fetchone()[0] == "deferred"
 
 
@@ -265,7 +266,7 @@ def test_cli_send_asks_refuses_without_terminal_and_dry_runs(settings: Settings,
                                "--categories", "robots"])
     assert copy.exit_code == 0 and "variant robots" in copy.output
     assert len(list((settings.outbox_dir / "new").iterdir())) == 2
-    with Store(settings.store_path) as store:  # the test copy is outside the journal
+    with Store(settings.store_location) as store:  # the test copy is outside the journal
         assert store.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,20 +26,21 @@ from newsletter.send import (
 from newsletter.store import Store
 from newsletter.transport import mailbox_refused
 from tests.conftest import smtp_settings
+from tests.pg import JournalLock, both_stores
 from tests.test_send import add, deliver, parsed, week  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def statuses(settings: Settings) -> dict[str, str]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return {r["email"]: r["status"] for r in store.db.execute(
             "SELECT email, status FROM deliveries")}
 
 
 def insert_raw(settings: Settings, email: str) -> None:
     """A row as an older version (or another tool) may have stored it, past validation."""
-    with Store(settings.store_path) as store, store.write() as db:
+    with Store(settings.store_location) as store, store.write() as db:
         store.insert_subscriber(db, email=email, email_key=email.casefold(), name="",
                                 categories=(), status="active", source="legacy")
 
@@ -80,6 +80,7 @@ def test_non_ascii_local_part_sent_with_smtputf8(settings: Settings, week: Any, 
     assert "\r\nTo: 用户@example.com\r\n".encode() in got["用户@example.com"]
 
 
+@both_stores
 def test_non_ascii_local_part_without_smtputf8_fails_that_delivery_only(
         settings: Settings, week: Any, smtp_ascii_server: Any) -> None:  # noqa: F811
     handler, port = smtp_ascii_server
@@ -89,11 +90,11 @@ def test_non_ascii_local_part_without_smtputf8_fails_that_delivery_only(
     assert (report.sent, report.failed, report.bounced) == (1, 1, 0)
     assert [r for r, _ in handler.messages] == ["plain@example.com"]
     # the setting off: the same row fails with the reason, and the run still ends
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         store.db.execute("UPDATE deliveries SET status = 'pending' WHERE email LIKE '用户%'")
     again = deliver(smtp_settings(settings, port), week)
     assert (again.failed, again.sent) == (1, 0)
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         replies = [r[0] for r in store.db.execute("SELECT reply FROM deliveries "
                                                   "WHERE email LIKE '用户%'")]
     assert "smtputf8 = true" in replies[0]
@@ -147,12 +148,13 @@ def test_port_out_of_range_in_code_ends_the_run(settings: Settings, week: Any) -
 
 # ---------------------------------------------------------------- template errors
 
+@both_stores
 def test_template_error_for_a_new_variant_defers_and_resumes(
         settings: Settings, week: Any, smtp_server: Any, site: Path) -> None:  # noqa: F811
     handler, port = smtp_server
     settings = smtp_settings(settings, port)
     add(settings, ("all@example.com", "", ""), ("mover@example.com", "", ""))
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         store_snapshot(store, plan_edition(store, settings, week, Renderer(settings)))
         store.db.execute("UPDATE subscribers SET categories = 'robots' "
                          "WHERE email = 'mover@example.com'")
@@ -173,6 +175,7 @@ def test_template_error_for_a_new_variant_defers_and_resumes(
 
 # ---------------------------------------------------------------- journal failures
 
+@both_stores
 def test_locked_database_stops_at_once_with_an_exact_summary(
         settings: Settings, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -180,15 +183,14 @@ def test_locked_database_stops_at_once_with_an_exact_summary(
     settings = smtp_settings(settings, port, concurrency=2, claim_timeout=1.0)
     people = [f"l{n}@example.com" for n in range(20)]
     add(settings, *[(p, "", "") for p in people])
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         store_snapshot(store, plan_edition(store, settings, week, Renderer(settings)))
-    holder = sqlite3.connect(settings.store_path, isolation_level=None,
-                             check_same_thread=False)
+    holder = JournalLock(settings)
     accept = handler.handle_DATA
 
     async def lock_then_accept(server: Any, session: Any, envelope: Any) -> str:
-        if not holder.in_transaction:  # the batch is claimed: now another process
-            holder.execute("BEGIN IMMEDIATE")  # takes the write lock
+        if not holder.held:  # the batch is claimed: now another process
+            holder.take()  # takes the write lock
         return await accept(server, session, envelope)  # type: ignore[no-any-return]
 
     handler.handle_DATA = lock_then_accept
@@ -198,9 +200,8 @@ def test_locked_database_stops_at_once_with_an_exact_summary(
         assert time.monotonic() - started < 10
     finally:
         handler.handle_DATA = accept
-        holder.execute("ROLLBACK")
         holder.close()
-    assert "locked" in report.journal_error
+    assert "lock" in report.journal_error  # SQLite: "database is locked"; PG: lock timeout
     accepted = [r for r, _ in handler.messages]
     assert 1 <= len(accepted) <= 2 and sorted(report.unrecorded) == sorted(accepted)
     resumed = deliver(settings, week)
@@ -210,18 +211,18 @@ def test_locked_database_stops_at_once_with_an_exact_summary(
     assert {r for r, _ in handler.messages} == set(people)
 
 
+@both_stores
 def test_lock_released_before_the_run_ends_records_what_was_accepted(
         settings: Settings, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
     handler.delay = 0.2
     settings = smtp_settings(settings, port, concurrency=2)
     add(settings, *[(f"r{n}@example.com", "", "") for n in range(6)])
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         store_snapshot(store, plan_edition(store, settings, week, Renderer(settings)))
-    holder = sqlite3.connect(settings.store_path, isolation_level=None,
-                             check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.6, lambda: holder.execute("ROLLBACK")).start()
+    holder = JournalLock(settings)
+    holder.take()
+    threading.Timer(0.6, holder.release).start()
     report = deliver(settings, week, store_timeout=0.3)
     holder.close()
     assert report.journal_error and report.unrecorded == []  # recorded on the last try
@@ -237,7 +238,7 @@ def test_full_disk_stops_with_the_unrecorded_messages_named(
                       'tls = "none"\ntimeout = 5\n', encoding="utf-8")
     people = [f"d{n}@example.com" for n in range(300)]
     add(settings, *[(p, "", "") for p in people])
-    with Store(load_settings(config).store_path) as store:
+    with Store(load_settings(config).store_location) as store:
         store_snapshot(store, plan_edition(store, settings, week, Renderer(settings)))
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     files = settings.store_path.parent.iterdir()
@@ -265,6 +266,7 @@ def test_full_disk_stops_with_the_unrecorded_messages_named(
 
 # ---------------------------------------------------------------- the circuit breaker
 
+@both_stores
 def test_sender_rejected_trips_the_breaker_then_resumes(settings: Settings, site: Path,
                                                         week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -279,7 +281,7 @@ def test_sender_rejected_trips_the_breaker_then_resumes(settings: Settings, site
     assert "553 5.7.1 Sender address rejected" in stopped.output
     assert "failed 0" in stopped.output and not handler.messages
     assert set(statuses(settings).values()) <= {"pending", "deferred"}
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert store.counts()[0]["active"] == 50  # nobody bounced
     handler.mail_faults = []
     fixed = runner.invoke(cli, ["send", "--week", "2025-W51", "--yes"])
@@ -338,6 +340,7 @@ def test_tarpit_stops_within_a_few_timeouts(settings: Settings, week: Any) -> No
     assert elapsed < timeout * 8, elapsed
 
 
+@both_stores
 def test_policy_block_fails_without_bouncing_and_retry_failed_delivers(
         settings: Settings, site: Path, week: Any, smtp_server: Any) -> None:  # noqa: F811
     handler, port = smtp_server
@@ -353,7 +356,7 @@ def test_policy_block_fails_without_bouncing_and_retry_failed_delivers(
     assert first.exit_code == 1
     assert "sent 1, deferred 0, failed 6 (1 bounced)" in first.output
     assert "Refused at blocked.example: 5 (not bounced; 550 5.7.1" in first.output
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         status = {s.email: s.status for s in store.subscribers()}
     assert status["gone@example.com"] == "bounced"
     assert all(status[p] == "active" for p in blocked)

@@ -11,6 +11,7 @@ from newsletter.config import Settings
 from newsletter.send import SendReport
 from newsletter.window import resolve_window
 from tests.conftest import WritePost, smtp_settings
+from tests.pg import both_stores
 from tests.test_send import POST, add, deliver, week  # noqa: F401
 
 
@@ -48,6 +49,7 @@ def test_stop_interrupts_a_limiter_wait(settings: Settings, week: Any) -> None: 
     assert len(list((settings.outbox_dir / "new").iterdir())) == 1
 
 
+@both_stores
 def test_hourly_cap_counts_the_journal_across_editions_and_runs(
         settings: Settings, week: Any, write_post: WritePost) -> None:  # noqa: F811
     import zoneinfo

@@ -15,6 +15,7 @@ from newsletter.send import plan_edition, store_snapshot
 from newsletter.store import Store
 from newsletter.subscribers import Subscribers
 from tests.conftest import WritePost, smtp_settings
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 from tests.test_send import add, deliver, parsed, week  # noqa: F401
 
 
@@ -61,7 +62,7 @@ def test_changes_while_the_prompt_is_open_are_in_the_snapshot(
     handler, port = smtp_server
     settings = smtp_settings(settings, port)
     add(settings, ("all@example.com", "", ""), ("mover@example.com", "", ""))
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         plan = plan_edition(store, settings, week, Renderer(settings))
         assert [v.key for v in plan.variants] == ["all"]
         # meanwhile (the y/N prompt is open): a new subscriber, a category change

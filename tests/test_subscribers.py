@@ -9,6 +9,7 @@ from newsletter.cli import cli
 from newsletter.config import Settings, load_settings
 from newsletter.store import Store
 from newsletter.subscribers import Subscribers
+from tests.pg import both_backends, empty_store  # noqa: F401 (every test on both stores)
 
 
 def run(*args: str) -> Result:
@@ -16,7 +17,7 @@ def run(*args: str) -> Result:
 
 
 def rows(settings: Settings) -> list[tuple[str, str, str, str]]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return [(s.email, s.name, ";".join(s.categories), s.status) for s in store.subscribers()]
 
 
@@ -68,7 +69,7 @@ def test_remove_erases_delivery_rows(settings: Settings, write_post: object) -> 
     run("subscribers", "add", "a@example.com", "--name", "Ann")
     assert run("send", "--week", "2025-W51", "--yes").exit_code == 0
     run("subscribers", "remove", "a@example.com")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         left = store.db.execute("SELECT COUNT(*) FROM deliveries WHERE email = ? OR name = ?",
                                 ("a@example.com", "Ann")).fetchone()[0]
     assert left == 0
@@ -148,7 +149,7 @@ def test_import_excel_bom_semicolons_and_other_tools(settings: Settings, site: P
     assert rows(settings) == [("a@example.com", "Ä Ö", "apps;models", "active"),
                               ("b@example.com", "Bea Bauer", "", "active"),
                               ("c@example.com", "Cy", "", "unsubscribed")]
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert store.subscriber("c@example.com").created_at == "2024-01-02T03:04:05Z"  # type: ignore[union-attr]
 
 
@@ -172,14 +173,14 @@ def test_export_then_import_round_trips(settings: Settings, site: Path) -> None:
     (site / "out.csv").write_text(first.output, encoding="utf-8")
     assert run("subscribers", "export", "file.csv").output == \
         "exported 3 subscribers to file.csv\n"
-    settings.store_path.unlink()
+    empty_store(settings)
     assert run("subscribers", "import", str(site / "out.csv")).exit_code == 0
     assert run("subscribers", "export").output == first.output
 
 
 def _writer(config: str, prefix: str, count: int) -> None:
     settings = load_settings(config)
-    with Store(settings.store_path, timeout=60) as store:
+    with Store(settings.store_location, timeout=60) as store:
         subs = Subscribers(store, settings)
         for n in range(count):
             subs.add(f"{prefix}{n}@example.com", categories="models")
@@ -187,7 +188,7 @@ def _writer(config: str, prefix: str, count: int) -> None:
 
 
 def test_two_processes_writing_at_once_lose_nothing(settings: Settings, site: Path) -> None:
-    Store(settings.store_path).close()
+    Store(settings.store_location).close()
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_writer, args=(str(site / "newsletter.toml"), p, 150))
                for p in ("left", "right")]

@@ -8,10 +8,11 @@ from click.testing import CliRunner
 from newsletter.cli import cli
 from newsletter.config import Settings
 from newsletter.store import Store
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 
 
 def people(settings: Settings) -> dict[str, tuple[str, str, str]]:
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return {s.email: (s.name, ";".join(s.categories), s.status)
                 for s in store.subscribers()}
 
@@ -55,10 +56,10 @@ def test_update_changes_only_present_columns_and_keeps_leavers_out(settings: Set
 def test_set_active_clears_the_unsubscribe_time(settings: Settings) -> None:
     runner = CliRunner()
     runner.invoke(cli, ["subscribers", "add", "a@example.com", "--status", "unsubscribed"])
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert store.subscriber("a@example.com").unsubscribed_at  # type: ignore[union-attr]
     assert runner.invoke(cli, ["subscribers", "set", "a@example.com", "--status",
                                "active"]).exit_code == 0
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         sub = store.subscriber("a@example.com")
         assert sub is not None and sub.unsubscribed_at is None and sub.status == "active"

@@ -73,11 +73,11 @@ def test_csv_formulas_neutralized_on_export_and_restored_on_import(settings: Set
     with (site / "out.csv").open(encoding="utf-8", newline="") as handle:
         cells = [cell for row in csv.reader(handle) for cell in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")]  # nothing a sheet runs
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         store.db.execute("DELETE FROM subscribers")
     imported = runner.invoke(cli, ["subscribers", "import", "out.csv"])
     assert imported.exit_code == 0, imported.output
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert [s.name for s in store.subscribers()] == names
     again = runner.invoke(cli, ["subscribers", "export"])
     assert again.output == (site / "out.csv").read_text(encoding="utf-8")
@@ -90,7 +90,7 @@ def test_unbalanced_quote_is_an_error_with_its_line(settings: Settings, site: Pa
     assert result.exit_code == 2
     assert result.output == ('Error: q.csv:2: a quote (") opened on this line is not closed '
                              "before line 4; fix the quoting\n")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert list(store.subscribers()) == []
 
 

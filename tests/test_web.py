@@ -15,6 +15,7 @@ from newsletter.config import load_settings
 from newsletter.store import Store
 from newsletter.subscribers import Subscribers
 from newsletter.tokens import CONFIRM, FORM, PREFERENCES, UNSUBSCRIBE, Tokens
+from tests.pg import both_stores
 
 TOKENS = Tokens("test-secret-key")
 ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
@@ -22,13 +23,13 @@ ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
 
 def add(site: Path, address: str, **kwargs: Any) -> int:
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return Subscribers(store, settings).add(address, **kwargs).id
 
 
 def status(site: Path, address: str) -> Any:
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         return store.subscriber(address.casefold())
 
 
@@ -53,6 +54,7 @@ def outbox(site: Path) -> list[email.message.EmailMessage]:
             for p in sorted(folder.iterdir())] if folder.exists() else []
 
 
+@both_stores
 def test_preferences_show_and_save(web_site: Any, web_server: str) -> None:
     site, _ = web_site
     sid = add(site, "a@example.com", name="Ann", categories="models,robots")
@@ -116,6 +118,7 @@ def test_cross_site_post_and_huge_bodies_are_refused(web_site: Any, web_server: 
     assert status(site, "a@example.com").status == "active"
 
 
+@both_stores
 def test_rfc8058_one_click_unsubscribes_but_get_does_not(web_site: Any,
                                                           web_server: str) -> None:
     site, _ = web_site
@@ -158,6 +161,7 @@ def test_bad_tokens_get_a_plain_400(web_site: Any, web_server: str) -> None:
     assert httpx.get(f"{web_server}/nowhere").status_code == 404
 
 
+@both_stores
 def test_signup_confirm_and_no_enumeration(web_site: Any, web_server: str) -> None:
     site, _ = web_site
     add(site, "known@example.com")
@@ -204,6 +208,7 @@ def test_confirmation_links_expire(web_site: Any, web_server: str) -> None:
     assert status(site, "p@example.com").status == "active"
 
 
+@both_stores
 def test_signup_validation_and_rate_limits(web_site: Any, web_server: str) -> None:
     site, _ = web_site
     token = TOKENS.make(FORM, 0)

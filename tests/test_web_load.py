@@ -14,6 +14,7 @@ from newsletter.config import load_settings
 from newsletter.store import Store
 from newsletter.tokens import FORM, PREFERENCES
 from tests.conftest import REPO
+from tests.pg import both_backends  # noqa: F401 (every test on both stores)
 from tests.test_web import TOKENS
 
 SUBSCRIBERS = 4000
@@ -33,7 +34,7 @@ def test_concurrent_updates_during_a_send(web_site: Any, web_server: str,
     subprocess.run([*command, "subscribers", "import", str(csv)], cwd=site, env=env,
                    check=True, capture_output=True, timeout=120)
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         ids = [s.id for s in store.subscribers()][-UPDATES:]  # the last ones are sent last
 
     sender = subprocess.Popen([*command, "send", "--week", "2025-W51", "--yes"], cwd=site,
@@ -62,7 +63,7 @@ def test_concurrent_updates_during_a_send(web_site: Any, web_server: str,
     assert codes == [200] * UPDATES
     assert sender.returncode == 0, out.decode() + err.decode()
     assert "locked" not in err.decode()
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         for n, sid in enumerate(ids):
             found = store.subscriber_by_id(sid)
             assert found is not None and found.name == f"N{n}"

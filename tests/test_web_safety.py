@@ -34,7 +34,7 @@ from tests.test_web_browser import POST
 def snapshot(site: Path) -> tuple[Any, ...]:
     """Everything a request could change: every subscriber field, every signup record."""
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         people = tuple(store.subscribers())
         try:
             signups = tuple(tuple(row) for row in store.db.execute("SELECT * FROM signups"))

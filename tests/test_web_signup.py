@@ -24,6 +24,7 @@ from newsletter.config import load_settings
 from newsletter.store import Store
 from newsletter.tokens import FORM, UNSUBSCRIBE
 from tests.conftest import REPO, free_port
+from tests.pg import both_stores
 from tests.test_web import TOKENS, add, post, signup, status, wait_outbox
 
 
@@ -112,6 +113,7 @@ def test_smtp_down_gives_the_same_answer_and_a_logged_outcome(
     assert "confirmation email for signup 1 (attempt 1): retry later: " in caplog.text
 
 
+@both_stores
 def test_resignup_after_unsubscribing_needs_a_fresh_confirmation(web_site: Any,
                                                                  web_server: str) -> None:
     site, _ = web_site
@@ -142,6 +144,7 @@ def test_resignup_after_unsubscribing_needs_a_fresh_confirmation(web_site: Any,
     assert (back.status, back.name, back.categories) == ("active", "Bea B", ("robots",))
 
 
+@both_stores
 def test_double_submit_gives_one_row_and_200s(web_site: Any, web_server: str) -> None:
     site, _ = web_site
     form = {"form_token": TOKENS.make(FORM, 0), "email": "twice@example.com"}
@@ -154,7 +157,7 @@ def test_double_submit_gives_one_row_and_200s(web_site: Any, web_server: str) ->
 
     assert asyncio.run(burst()) == [200] * 20
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         assert [s.email for s in store.subscribers()] == ["twice@example.com"]
     assert len(wait_outbox(site, 3)) == 3
 
@@ -175,6 +178,7 @@ def start_serve(site: Path, port: int) -> subprocess.Popen[bytes]:
     raise AssertionError("serve did not start")
 
 
+@both_stores
 def test_limits_hold_across_two_serve_processes(web_site: Any) -> None:
     site, _ = web_site
     configure(site, "signups_per_network = 8\n")
@@ -222,6 +226,7 @@ def test_forwarded_for_from_a_trusted_proxy(web_site: Any) -> None:
     assert same == [200, 200, 429] and other == [200, 200] and ipv6 == [200, 200, 429]
 
 
+@both_stores
 def test_prune_removes_expired_pending_signups(web_site: Any, web_server: str) -> None:
     site, _ = web_site
     add(site, "active@example.com")
@@ -229,7 +234,7 @@ def test_prune_removes_expired_pending_signups(web_site: Any, web_server: str) -
     assert signup(web_server, "fresh@example.com").status_code == 200
     assert len(wait_outbox(site, 2)) == 2
     settings = load_settings(site / "newsletter.toml")
-    with Store(settings.store_path) as store:  # the old signup happened 8 days ago
+    with Store(settings.store_location) as store:  # the old signup happened 8 days ago
         store.db.execute("UPDATE subscribers SET updated_at = '2000-01-01T00:00:00+00:00', "
                          "created_at = '2000-01-01T00:00:00+00:00' WHERE email = ?",
                          ("old@example.com",))

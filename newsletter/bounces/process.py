@@ -133,7 +133,7 @@ class BounceProcessor:
 
 def process_mailbox(settings: Settings, box: Mailbox) -> BounceReport:
     tokens = Tokens(secret_key(development=settings.smtp is None))
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         try:
             return BounceProcessor(settings, store, tokens).run(box)
         finally:

@@ -1,0 +1,197 @@
+"""The send on PostgreSQL against the same send on SQLite, into Postfix's smtp-sink.
+
+One throwaway PostgreSQL cluster (initdb + pg_ctl on a loopback port, as the tests start
+it; durability left on) and the same site twice: `[store] path` (SQLite) and
+`[store] url` (a fresh database each run). Interleaved over several rounds (SQLite,
+PostgreSQL, SQLite, …), each run in its own process: the snapshot and the send phase,
+medians and ranges, and the PostgreSQL/SQLite rate ratio, one worker and --workers 2.
+--no-fsync shows what PostgreSQL's commit flush costs (SQLite's WAL with
+synchronous=NORMAL does not flush at each commit).
+
+    python bench/store_backends.py [--count 5000] [--rounds 3] [--connections 10]
+                                   [--no-fsync]
+
+Needs Postfix's smtp-sink and PostgreSQL's binaries (Debian: postfix, postgresql).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))  # the project, not an installed copy
+
+
+
+def free_port() -> int:
+    from tests.conftest import free_port as loopback_port
+
+    for _ in range(50):
+        port = loopback_port()
+        with socket.socket() as probe:  # smtp-sink does not refuse a busy port: check
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise SystemExit("no free loopback port")
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    sink = subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{port}", "1024"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return sink
+        time.sleep(0.05)
+    sink.kill()
+    raise SystemExit("smtp-sink did not start")
+
+
+def make_site(folder: Path, port: int, count: int, connections: int, url: str) -> None:
+    """The bench site: one digest of 7 stories, `count` readers, SMTP to the sink."""
+    (folder / "content").mkdir(parents=True)
+    store = f'url = "{url}"' if url else 'path = "subscribers/bench.db"'
+    (folder / "newsletter.toml").write_text(f"""
+[newsletter]
+name = "Bench Weekly"
+from = "weekly@example.com"
+base_url = "https://example.com"
+timezone = "UTC"
+[store]
+{store}
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+[send]
+concurrency = {connections}
+max_per_connection = 1000000
+""", encoding="utf-8")
+    items = "".join(f"{n}. [Story {n} about a model release - Source](https://news.example/{n})"
+                    f"\n\n   {'A summary sentence of realistic length. ' * 9}\n\n"
+                    for n in range(1, 8))
+    (folder / "content" / "d.md").write_text(
+        f"---\ntitle: Digest\ndate: 2025-12-16T10:00:00Z\n---\n{items}", encoding="utf-8")
+    (folder / "people.csv").write_text("email,name\n" + "".join(
+        f"reader{n}@example.net,Reader {n}\n" for n in range(count)), encoding="utf-8")
+
+
+def child(folder: str, workers: str) -> None:
+    """Import (not timed), then the timed snapshot and send."""
+    os.chdir(folder)
+    os.environ["NEWSLETTER_SECRET_KEY"] = "bench-secret"
+    from newsletter.config import load_settings
+    from newsletter.send import store_snapshot
+    from newsletter.send_job import SendJob
+    from newsletter.send_workers import deliver, run_workers
+    from newsletter.store import Store
+    from newsletter.subscribers import import_csv
+    from newsletter.window import resolve_window
+
+    settings = load_settings("newsletter.toml")
+    with Store(settings.store_location) as store:
+        import_csv(store, settings, Path("people.csv"))
+    window = resolve_window(tz=settings.timezone, week="2025-W51")
+    with SendJob(settings, window) as job:
+        assert job.plan is not None
+        started = time.perf_counter()
+        snapshot = store_snapshot(job.store, job.plan)
+        stored = time.perf_counter()
+        if int(workers) > 1:
+            report = run_workers(settings, snapshot.edition_id, job.options, int(workers),
+                                 tokens=job.tokens)
+        else:
+            report = asyncio.run(deliver(settings, snapshot.edition_id, job.options,
+                                         tokens=job.tokens, renderer=job.renderer,
+                                         store=job.store, started=time.time(),
+                                         observer=lambda event, report: None))
+        ended = time.perf_counter()
+    print(json.dumps({"seconds": ended - stored, "snapshot": stored - started,
+                      "sent": report.sent}))
+
+
+def measure(port: int, count: int, connections: int, workers: int,
+            url: str = "") -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        make_site(Path(tmp), port, count, connections, url)
+        done = subprocess.run([sys.executable, str(HERE), "--child", tmp, str(workers)],
+                              capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"run failed:\n{done.stdout}\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["sent"] != count:
+        raise SystemExit(f"sent {result['sent']} of {count}")
+    return result
+
+
+def spread(values: list[float], fmt: str = ",.0f") -> str:
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="PostgreSQL without fsync and synchronous commits (what the "
+                        "commit's flush costs; never for real data)")
+    parser.add_argument("--child", nargs=2)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    if shutil.which("smtp-sink") is None:
+        raise SystemExit("smtp-sink not found: apt-get install postfix")
+    from tests.pg import Cluster, bindir
+
+    found = bindir()
+    if found is None:
+        raise SystemExit("PostgreSQL binaries not found: apt-get install postgresql")
+    cluster = Cluster(found, durable=not args.no_fsync)
+    port = free_port()
+    sink = start_sink(port)
+    runs: dict[str, list[dict[str, float]]] = {}
+    try:
+        cluster.start()
+        os.environ["PGPASSWORD"] = cluster.password
+        measure(port, 200, args.connections, 1)  # warm-up
+        for _ in range(args.rounds):  # A B A B: the machine's drift hits both alike
+            for workers in (1, 2):
+                for backend in ("sqlite", "postgresql"):
+                    url = cluster.new_database() if backend == "postgresql" else ""
+                    result = measure(port, args.count, args.connections, workers, url)
+                    runs.setdefault(f"{backend}, {workers} worker(s)", []).append(result)
+                    if url:
+                        cluster.drop(url)
+    finally:
+        sink.terminate()
+        cluster.stop()
+    print(f"{args.count:,} messages, {args.connections} connections, {args.rounds} rounds, "
+          f"median (range); PostgreSQL {'without' if args.no_fsync else 'with'} fsync")
+    print(f"{'store':<26} {'msg/s':>22} {'snapshot s':>20}")
+    for name, results in runs.items():
+        rates = [args.count / r["seconds"] for r in results]
+        print(f"{name:<26} {spread(rates):>22} "
+              f"{spread([r['snapshot'] for r in results], '.2f'):>20}")
+    for workers in (1, 2):
+        pg = [args.count / r["seconds"] for r in runs[f"postgresql, {workers} worker(s)"]]
+        lite = [args.count / r["seconds"] for r in runs[f"sqlite, {workers} worker(s)"]]
+        ratios = [p / s for p, s in zip(pg, lite, strict=True)]  # round by round
+        print(f"PostgreSQL / SQLite send rate, {workers} worker(s): {spread(ratios, '.2f')}")
+
+
+if __name__ == "__main__":
+    main()
