@@ -93,3 +93,15 @@ class DeliveryRow:
     status: str
     attempts: int
     reply: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One delivery's result, as the journal records it."""
+
+    delivery_id: int
+    status: str
+    attempts: int
+    reply: str = ""
+    bounce_subscriber: int | None = None  # a hard bounce marks this subscriber bounced
+    variant_key: str | None = None  # the variant it went out as, when it moved

@@ -2,8 +2,9 @@
 
 Nothing is lost or sent twice: the snapshot (`snapshot.py`) stored one delivery row per
 recipient before anything is sent; each server answer is committed before the next
-message on that connection; a re-run resumes from the journal. A message in flight when
-the process dies is the only one that can be sent again. Every failure is data: a job
+message on that connection (answers that come in together share one transaction); a
+re-run resumes from the journal. A message in flight when the process dies is the only
+one that can be sent again. Every failure is data: a job
 ends sent, deferred, failed or skipped with its reason, and a run always ends.
 """
 
@@ -33,7 +34,7 @@ from newsletter.snapshot import find_snapshot as find_snapshot
 from newsletter.snapshot import load_snapshot as load_snapshot
 from newsletter.snapshot import plan_edition as plan_edition
 from newsletter.snapshot import store_snapshot as store_snapshot
-from newsletter.store import PendingDelivery, Store
+from newsletter.store import Outcome, PendingDelivery, Store
 from newsletter.tokens import Tokens
 from newsletter.transport import (
     Connection,
@@ -88,6 +89,8 @@ class Sender:
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
+        self.journal: list[tuple[_Job, Outcome]] = []  # results waiting for their commit
+        self.journaled: asyncio.Future[None] | None = None  # resolved by that commit
         self.owner = sender_id()
         # rows deferred by any sender of this run (workers share it) wait for a later run
         self.started = started or time.time()
@@ -147,6 +150,8 @@ class Sender:
             await self.queue.put(None)
         await asyncio.gather(*workers, producer, *self.retries, return_exceptions=True)
         stop_wait.cancel()
+        if self.journal:
+            self._flush()
         self._record_unrecorded()
         beat.cancel()
         with contextlib.suppress(sqlite3.Error):
@@ -225,31 +230,52 @@ class Sender:
 
     def _settle(self, job: _Job, status: str, reply: str = "", *, bounce: bool = False,
                 retarget: str | None = None) -> None:
-        """Journal one result, then count it. A journal that cannot be written stops the
-        run at once: an accepted message not recorded would be sent again by a resume."""
-        setattr(self.report, status, getattr(self.report, status) + 1)
-        self.outstanding -= 1
+        """Queue one result for the journal. The results that come in together are
+        committed in one transaction at the loop's next turn (`_flush`), and a connection
+        sends its next message only once its result is committed (`_worker`): a crash can
+        still resend only a message in flight."""
+        if not self.journal:
+            loop = asyncio.get_running_loop()
+            self.journaled = loop.create_future()
+            loop.call_soon(self._flush)
+        self.journal.append((job, Outcome(job.delivery_id, status, job.attempts, reply,
+                                          job.subscriber_id if bounce else None, retarget)))
+
+    def _flush(self) -> None:
+        """Commit the queued results, then count them. A journal that cannot be written
+        stops the run at once: an accepted message not recorded would be sent again by a
+        resume."""
+        batch, self.journal = self.journal, []
+        if not batch:
+            return  # flushed already, at the end of the run
+        error = None
         try:
-            self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
-                              bounce_subscriber=job.subscriber_id if bounce else None,
-                              variant_key=retarget)
-        except (sqlite3.Error, OSError) as exc:
-            if status == "sent":
-                self.unrecorded.append((job, reply))
-                self.report.unrecorded.append(job.email)
+            self.store.record_many([outcome for _, outcome in batch])
+        except Exception as exc:  # a locked or full database, whatever the backend
+            error = exc
+        for job, outcome in batch:
+            status = outcome.status
+            setattr(self.report, status, getattr(self.report, status) + 1)
+            self.outstanding -= 1
+            if error is not None:
+                if status == "sent":
+                    self.unrecorded.append((job, outcome.reply))
+                    self.report.unrecorded.append(job.email)
+                continue
+            if outcome.bounce_subscriber is not None:
+                self.report.bounced += 1
+            if outcome.variant_key:
+                self.report.retargeted += 1
+            self.on_event(Settled(job.email, status, outcome.reply))
+        if error is not None:
             if not self.report.journal_error:
                 self.report.journal_error = (f"cannot write the delivery journal "
-                                             f"{self.store.path}: {exc}")
+                                             f"{self.store.path}: {error}")
                 self.on_event(Stopping("journal", self.report.journal_error))
             self.stop.set()
-            return
-        finally:
-            self._check_finished()
-        if bounce:
-            self.report.bounced += 1
-        if retarget:
-            self.report.retargeted += 1
-        self.on_event(Settled(job.email, status, reply))
+        if self.journaled is not None and not self.journaled.done():
+            self.journaled.set_result(None)
+        self._check_finished()
 
     def _record_unrecorded(self) -> None:
         """One more try for accepted messages the journal missed (a lock may be gone)."""
@@ -304,6 +330,8 @@ class Sender:
             except Exception as exc:  # every failure is data: the job is deferred with it
                 conn = await _close(conn)
                 self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
+            if self.journaled is not None and not self.journaled.done():
+                await self.journaled  # its result is committed before the next message
         await _close(conn)
 
     async def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:

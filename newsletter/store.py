@@ -20,6 +20,7 @@ from newsletter.claims import Claims
 from newsletter.errors import NewsletterError
 from newsletter.rows import DeliveryRow as DeliveryRow
 from newsletter.rows import EditionRow as EditionRow
+from newsletter.rows import Outcome as Outcome
 from newsletter.rows import PendingDelivery as PendingDelivery
 from newsletter.rows import StoredVariant as StoredVariant
 from newsletter.rows import Subscriber as Subscriber
@@ -128,6 +129,17 @@ _MIGRATIONS: list[str] = [
     CLAIMS_MIGRATION,
 ]
 MAILING = "('queued', 'sending', 'sent', 'failed')"  # signup states that mail someone
+
+
+# a delivery's result; `heartbeat` stamps when it was recorded (see claims.py)
+_RECORD = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
+           "variant_key = COALESCE(?, variant_key), claimed_by = NULL, heartbeat = ? "
+           "WHERE id = ?")
+
+
+def _record_values(outcome: Outcome, stamp: str, now: float) -> tuple[object, ...]:
+    return (outcome.status, outcome.attempts, outcome.reply[:500], stamp,
+            outcome.variant_key, now, outcome.delivery_id)
 
 
 class StoreError(NewsletterError):
@@ -418,18 +430,23 @@ class Store(Claims):
     def record(self, delivery_id: int, status: str, *, attempts: int, reply: str = "",
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
         """Journal one result at once: committed before the next message on its connection."""
-        update = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
-                  "variant_key = COALESCE(?, variant_key), claimed_by = NULL, heartbeat = ? "
-                  "WHERE id = ?")
-        values = (status, attempts, reply[:500], now_iso(), variant_key, time.time(),
-                  delivery_id)
+        outcome = Outcome(delivery_id, status, attempts, reply, bounce_subscriber, variant_key)
         if bounce_subscriber is None:
-            self.db.execute(update, values)  # one statement: its own transaction
-            return
+            self.db.execute(_RECORD, _record_values(outcome, now_iso(), time.time()))
+            return  # one statement: its own transaction
+        self.record_many([outcome])
+
+    def record_many(self, outcomes: list[Outcome]) -> None:
+        """Journal the results that came in together, in one transaction (the sender
+        waits for it before the next message on each of their connections)."""
+        stamp, now = now_iso(), time.time()
         with self.write() as db:
-            db.execute(update, values)
-            db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
-                       "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
+            for outcome in outcomes:
+                db.execute(_RECORD, _record_values(outcome, stamp, now))
+                if outcome.bounce_subscriber is not None:
+                    db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
+                               "WHERE id = ? AND status = 'active'",
+                               (stamp, outcome.bounce_subscriber))
 
     def sent_since(self, since: str) -> list[str]:
         """When each delivery accepted since `since` (any edition) was recorded, oldest
