@@ -47,6 +47,9 @@ from newsletter.verp import Envelope
 
 MAX_BACKOFF = 60.0
 BATCH = 500
+# turns of the event loop a result waits for others to share its commit: on an idle loop
+# a few microseconds; on a busy one, the answers of the connections meanwhile
+TURNS = 2
 WAIT = 0.5  # seconds between looks at other senders' claims when nothing is left to claim
 
 
@@ -231,20 +234,24 @@ class Sender:
     def _settle(self, job: _Job, status: str, reply: str = "", *, bounce: bool = False,
                 retarget: str | None = None) -> None:
         """Queue one result for the journal. The results that come in together are
-        committed in one transaction at the loop's next turn (`_flush`), and a connection
-        sends its next message only once its result is committed (`_worker`): a crash can
-        still resend only a message in flight."""
+        committed in one transaction a few turns of the loop later (`_flush`), and a
+        connection sends its next message only once its last result is committed
+        (`_deliver`): a crash can still resend only a message in flight."""
         if not self.journal:
             loop = asyncio.get_running_loop()
             self.journaled = loop.create_future()
-            loop.call_soon(self._flush)
+            loop.call_soon(self._flush, TURNS)
         self.journal.append((job, Outcome(job.delivery_id, status, job.attempts, reply,
                                           job.subscriber_id if bounce else None, retarget)))
 
-    def _flush(self) -> None:
-        """Commit the queued results, then count them. A journal that cannot be written
+    def _flush(self, turns: int = 0) -> None:
+        """Commit the queued results after `turns` more turns of the loop (answers that
+        come in meanwhile join them), then count them. A journal that cannot be written
         stops the run at once: an accepted message not recorded would be sent again by a
         resume."""
+        if turns > 0:
+            asyncio.get_running_loop().call_soon(self._flush, turns - 1)
+            return
         batch, self.journal = self.journal, []
         if not batch:
             return  # flushed already, at the end of the run
@@ -330,8 +337,6 @@ class Sender:
             except Exception as exc:  # every failure is data: the job is deferred with it
                 conn = await _close(conn)
                 self._retry_or_defer(job, f"{type(exc).__name__}: {exc}", retry=False)
-            if self.journaled is not None and not self.journaled.done():
-                await self.journaled  # its result is committed before the next message
         await _close(conn)
 
     async def envelope(self, job: _Job, factory: MessageFactory) -> tuple[str, bytes]:
@@ -362,6 +367,10 @@ class Sender:
         except TransientFailure as exc:  # the signing helper went away: later, in-process
             self._retry_or_defer(job, exc.reply)
             return conn, used
+        if self.journaled is not None and not self.journaled.done():
+            await self.journaled  # the connection's last result is committed before this
+            if self.stop.is_set():
+                return conn, used  # e.g. the journal failed: left for the next run
         if not await self.limits.acquire():
             return conn, used  # stopped while waiting: left for the next run
         job.tries += 1

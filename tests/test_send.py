@@ -300,3 +300,24 @@ def test_idn_address_and_a_very_long_name(settings: Settings, week: Any,
     # (Python's parser keeps it, hence the join)
     assert "".join(to.addresses[0].display_name.split()) == long_name  # type: ignore[attr-defined]
     assert to.addresses[0].addr_spec == "user@xn--bcher-kva.example"  # type: ignore[attr-defined]
+
+
+def test_plain_addresses_go_out_as_aiosmtplib_would_quote_them() -> None:
+    """MAIL and RCPT skip aiosmtplib's address parsing only where it changes nothing."""
+    import random
+
+    from aiosmtplib.email import quote_address
+
+    from newsletter.transport import _PLAIN
+
+    rng = random.Random(15)
+    plain = 0
+    for _ in range(50_000):
+        address = "".join(rng.choice("aZ09._+=-@" * 3 + ' <>"(),;:é')
+                          for _ in range(rng.randint(3, 10)))
+        if _PLAIN.match(address):
+            plain += 1
+            assert quote_address(address) == f"<{address}>"
+    assert plain > 100
+    assert _PLAIN.match("bounce+1-2-abcdefghijklmnop@example.com")
+    assert not _PLAIN.match("a b@example.com") and not _PLAIN.match("用户@例子.公司")
