@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+_now: tuple[int, str] = (-1, "")
+
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """UTC now to the second, formatted once a second (the journal asks many times)."""
+    global _now
+    second = int(time.time())
+    if second != _now[0]:
+        _now = (second, datetime.fromtimestamp(second, UTC).isoformat())
+    return _now[1]
 
 
 def join_categories(categories: Any) -> str:

@@ -366,14 +366,22 @@ class Store(Claims):
              payload))
         return int(cursor.lastrowid or 0)
 
-    def insert_deliveries(self, db: sqlite3.Connection, edition_id: int, categories: str,
-                          key: str) -> int:
-        """One pending delivery per active subscriber who chose exactly `categories`;
+    def insert_deliveries(self, db: sqlite3.Connection, edition_id: int,
+                          keys: dict[str, str]) -> int:
+        """One pending delivery per active subscriber whose category set is in `keys`
+        (category set -> variant key), every set in one pass over the subscribers;
         returns how many."""
-        return db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
-                   "variant_key) SELECT ?, id, email, name, ? FROM subscribers "
-                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories)
-                          ).rowcount
+        added, sets = 0, sorted(keys)
+        for start in range(0, len(sets), 500):  # well inside any limit on parameters
+            chunk = sets[start:start + 500]
+            cases = " ".join("WHEN ? THEN ?" for _ in chunk)
+            marks = ", ".join("?" for _ in chunk)
+            added += db.execute(
+                "INSERT INTO deliveries (edition_id, subscriber_id, email, name, variant_key) "
+                f"SELECT ?, id, email, name, CASE categories {cases} END FROM subscribers "
+                f"WHERE status = 'active' AND categories IN ({marks})",
+                (edition_id, *[v for c in chunk for v in (c, keys[c])], *chunk)).rowcount
+        return added
 
     def delivery_counts(self, edition_id: int) -> dict[str, int]:
         counts = {s: 0 for s in DELIVERY_STATES}
