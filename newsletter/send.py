@@ -46,11 +46,13 @@ from newsletter.transport import (
 from newsletter.verp import Envelope
 
 MAX_BACKOFF = 60.0
-BATCH = 500
+# deliveries claimed at a time: small enough that senders sharing an edition finish
+# within a fraction of a second of each other (a claim costs one short transaction)
+BATCH = 100
 # turns of the event loop a result waits for others to share its commit: on an idle loop
 # a few microseconds; on a busy one, the answers of the connections meanwhile
 TURNS = 2
-WAIT = 0.5  # seconds between looks at other senders' claims when nothing is left to claim
+WAIT = 0.1  # seconds between looks at other senders' claims when nothing is left to claim
 
 
 # ---------------------------------------------------------------- sending
