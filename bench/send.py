@@ -303,8 +303,9 @@ def main() -> None:
     for name, values in rates.items():
         cpu = [r["cpu"] / n * 1000 for r in runs[name]]
         sink = [r["sink"] / n * 1000 for r in runs[name]]
+        cores = [(r["cpu"] + r["sink"]) / r["seconds"] for r in runs[name]]
         print(f"  {name:16} {spread(values)} msg/s   {spread(cpu, '.2f')} CPU s per 1,000"
-              f" (smtp-sink {spread(sink, '.2f')})")
+              f" (smtp-sink {spread(sink, '.2f')}); cores used {spread(cores, '.2f')}")
     ends = [n / r["end_to_end"] for r in runs["ours"]]
     print(f"  ours end to end (snapshot included): {spread(ends)} msg/s; snapshot "
           f"{spread([r['snapshot'] for r in runs['ours']], '.2f')} s")
@@ -318,7 +319,7 @@ def main() -> None:
         [e / b for e, b in zip(ends, rates["bare aiosmtplib"], strict=True)], ".2f"))
     print(f"ratio ours / smtp-source:                  {ratio('ours', 'smtp-source')}")
     print(f"ratio 2 workers / 1 worker:                {ratio('ours, 2 workers', 'ours')}"
-          " (target >= 1.4)")
+          " (target >= 1.4; it needs two free cores: see cores used)")
     print(f"first message (ours, snapshot included): "
           f"{spread([r['first'] for r in runs['ours']], '.2f')} s at {n:,} subscribers")
     if large:
