@@ -4,8 +4,8 @@ Nothing is lost or sent twice: the snapshot (`snapshot.py`) stored one delivery 
 recipient before anything is sent; each server answer is committed before the next
 message on that connection (answers that come in together share one transaction); a
 re-run resumes from the journal. A message in flight when the process dies is the only
-one that can be sent again. Every failure is data: a job
-ends sent, deferred, failed or skipped with its reason, and a run always ends.
+one that can be sent again. Every failure is data: a job ends sent, deferred, failed or
+skipped with its reason, and a run always ends.
 """
 
 from __future__ import annotations
