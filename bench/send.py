@@ -6,14 +6,17 @@ interleaved over several rounds (A B A B), medians and ranges:
   ours, 2 workers   the same edition shared by two worker processes (`send --workers 2`)
   bare         a bare aiosmtplib loop over the same connections sending one pre-built message
   smtp-source  Postfix's own load generator (`smtp-source -d`)
-Ours is timed for the send phase and end to end (the snapshot included). Then one run at
---large subscribers gives the first-message latency and peak memory (max RSS) against
-20,000; it sends --large-send messages and leaves the rest pending. Then our send with
-DKIM signing (RSA-2048, Ed25519) against the same send without, interleaved over
---dkim-rounds rounds: medians, ranges and the ratios.
+Ours is timed for the send phase and end to end (the snapshot included), with the delay
+of its first message. Then our send with DKIM signing (RSA-2048, Ed25519) against the same
+send without, interleaved over --dkim-rounds rounds: medians, ranges and the ratios.
 
-    python bench/send.py [--count 20000] [--rounds 3] [--large 1000000] [--connections 10]
-                         [--dkim-rounds 3]
+--large N (its own flag: the import alone takes a minute at 1,000,000) adds runs at
+20,000 and at N subscribers, alternating over --large-rounds: the first message's delay
+and the peak memory (max RSS of the sending process) at N against 20,000; each sends
+--large-send messages and leaves the rest pending.
+
+    python bench/send.py [--count 20000] [--rounds 3] [--connections 10] [--dkim-rounds 3]
+                         [--large 1000000] [--large-rounds 1] [--large-send 20000]
 
 Needs Postfix's smtp-sink and smtp-source (`apt-get install postfix`).
 """
@@ -61,6 +64,12 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.05)
     sink.kill()
     raise SystemExit("smtp-sink did not start")
+
+
+def sink_cpu(pid: int) -> float:
+    """CPU seconds smtp-sink has used so far (it shares the machine's cores with us)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_child(args: list[str]) -> dict[str, float]:
@@ -234,8 +243,9 @@ def spread(values: list[float], fmt: str = ",.0f") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--large", type=int, default=100_000,
+    parser.add_argument("--large", type=int, default=0,
                         help="subscribers for the first-message and memory figures (0: skip)")
+    parser.add_argument("--large-rounds", type=int, default=1)
     parser.add_argument("--large-send", type=int, default=20_000,
                         help="messages actually sent at --large (the rest stay pending)")
     parser.add_argument("--connections", type=int, default=10)
@@ -243,6 +253,8 @@ def main() -> None:
     parser.add_argument("--dkim-rounds", type=int, default=3)
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds: at least 3 (medians and ranges need them)")
     if args.child:
         children = {"ours": child_ours, "bare": child_bare, "import": child_import}
         children[args.child[0]](*args.child[1:])
@@ -251,6 +263,7 @@ def main() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install postfix")
     n, k = args.count, args.connections
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
     port = free_port()
     sink = start_sink(port)
     runs: dict[str, list[dict[str, float]]] = {"ours": [], "ours, 2 workers": [],
@@ -258,14 +271,21 @@ def main() -> None:
     try:
         size = int(measure_ours(port, 200, k)["message_bytes"])  # warm-up; the size
         for _ in range(args.rounds):  # A B A B: the machine's drift hits every side alike
-            runs["ours"].append(measure_ours(port, n, k))
-            runs["bare aiosmtplib"].append(run_child(["bare", str(port), str(n), str(k),
-                                                      str(size)]))
-            runs["ours, 2 workers"].append(measure_ours(port, n, k, workers=2))
-            runs["smtp-source"].append(run_smtp_source(port, n, k, size))
-        small = measure_ours(port, 20_000, k, limit=min(args.large_send, 20_000))
-        large = (measure_ours(port, args.large, k, limit=min(args.large_send, args.large))
-                 if args.large else None)
+            for name, run in (
+                    ("ours", lambda: measure_ours(port, n, k)),
+                    ("bare aiosmtplib", lambda: run_child(["bare", str(port), str(n), str(k),
+                                                           str(size)])),
+                    ("ours, 2 workers", lambda: measure_ours(port, n, k, workers=2)),
+                    ("smtp-source", lambda: run_smtp_source(port, n, k, size))):
+                before = sink_cpu(sink.pid)
+                runs[name].append(run())
+                runs[name][-1]["sink"] = sink_cpu(sink.pid) - before
+        small: list[dict[str, float]] = []
+        large: list[dict[str, float]] = []
+        for _ in range(args.large_rounds if args.large else 0):  # 20,000 N 20,000 N ...
+            small.append(measure_ours(port, 20_000, k, limit=min(args.large_send, 20_000)))
+            large.append(measure_ours(port, args.large, k,
+                                      limit=min(args.large_send, args.large)))
         signed: dict[str, list[float]] = {"none": [], "rsa": [], "ed25519": []}
         sender_cpu: dict[str, list[float]] = {kind: [] for kind in signed}
         for _ in range(args.dkim_rounds):  # interleaved: none rsa ed25519, none rsa ...
@@ -278,10 +298,14 @@ def main() -> None:
         sink.wait(timeout=10)
     rates = {name: [n / r["seconds"] for r in rs] for name, rs in runs.items()}
     print(f"{n:,} messages of {size:,} bytes over {k} connections into smtp-sink, "
-          f"{args.rounds} rounds interleaved; median (range)")
+          f"{args.rounds} rounds interleaved; median (range); load average {load:.2f} at "
+          f"the start, {os.getloadavg()[0]:.2f} at the end ({os.cpu_count()} cores)")
     for name, values in rates.items():
         cpu = [r["cpu"] / n * 1000 for r in runs[name]]
-        print(f"  {name:16} {spread(values)} msg/s   {spread(cpu, '.2f')} CPU s per 1,000")
+        sink = [r["sink"] / n * 1000 for r in runs[name]]
+        cores = [(r["cpu"] + r["sink"]) / r["seconds"] for r in runs[name]]
+        print(f"  {name:16} {spread(values)} msg/s   {spread(cpu, '.2f')} CPU s per 1,000"
+              f" (smtp-sink {spread(sink, '.2f')}); cores used {spread(cores, '.2f')}")
     ends = [n / r["end_to_end"] for r in runs["ours"]]
     print(f"  ours end to end (snapshot included): {spread(ends)} msg/s; snapshot "
           f"{spread([r['snapshot'] for r in runs['ours']], '.2f')} s")
@@ -295,14 +319,25 @@ def main() -> None:
         [e / b for e, b in zip(ends, rates["bare aiosmtplib"], strict=True)], ".2f"))
     print(f"ratio ours / smtp-source:                  {ratio('ours', 'smtp-source')}")
     print(f"ratio 2 workers / 1 worker:                {ratio('ours, 2 workers', 'ours')}"
-          " (target >= 1.4)")
-    print(f"first message: {small['first']:.2f} s at 20,000 subscribers", end="")
-    print(f"; peak RSS {small['peak_mb']:.0f} MB" + ("" if large is None else (
-        f"\nat {args.large:,} subscribers: first message {large['first']:.2f} s (target < 3 s "
-        f"at 1M), snapshot {large['snapshot']:.2f} s, peak RSS {large['peak_mb']:.0f} MB "
-        f"(ratio to 20,000: {large['peak_mb'] / small['peak_mb']:.2f}, target <= 1.25), "
-        f"{large['sent']:,.0f} messages sent at {large['sent'] / large['seconds']:,.0f} "
-        "msg/s")))
+          " (target >= 1.4; it needs two free cores: see cores used)")
+    print(f"first message (ours, snapshot included): "
+          f"{spread([r['first'] for r in runs['ours']], '.2f')} s at {n:,} subscribers")
+    if large:
+        def column(results: list[dict[str, float]], key: str, fmt: str = ".2f") -> str:
+            return spread([r[key] for r in results], fmt)
+
+        rss = [b["peak_mb"] / a["peak_mb"] for a, b in zip(small, large, strict=True)]
+        print(f"{args.large:,} against 20,000 subscribers, {args.large_rounds} rounds "
+              f"alternating, {args.large_send:,} messages sent in each:")
+        print(f"  first message: {column(large, 'first')} s at {args.large:,} (target < 3 s "
+              f"at 1M; snapshot {column(large, 'snapshot')} s), {column(small, 'first')} s "
+              "at 20,000")
+        print(f"  peak RSS: {column(large, 'peak_mb', '.0f')} MB at {args.large:,}, "
+              f"{column(small, 'peak_mb', '.0f')} MB at 20,000; ratio {spread(rss, '.2f')} "
+              "(target <= 1.25)")
+        print("  send rate: " + spread([r["sent"] / r["seconds"] for r in large]) +
+              f" msg/s at {args.large:,}, " +
+              spread([r["sent"] / r["seconds"] for r in small]) + " msg/s at 20,000")
     if args.dkim_rounds:
         print(f"DKIM signing, {args.dkim_rounds} interleaved rounds of {n:,} messages "
               "(median msg/s, range):")

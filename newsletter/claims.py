@@ -102,9 +102,12 @@ class Claims:
 
     def claimants(self, edition_id: int) -> dict[str, tuple[int, float]]:
         """Every sender holding claims on the edition: (claims, newest heartbeat)."""
+        # `edition_id + 0`: found through the small index of claimed rows, not by reading
+        # every delivery of the edition in the (edition_id, status) index (0.14 s at 1M)
         return {row[0]: (row[1], row[2]) for row in self.db.execute(
             "SELECT claimed_by, COUNT(*), MAX(heartbeat) FROM deliveries WHERE "
-            "claimed_by IS NOT NULL AND edition_id = ? GROUP BY claimed_by", (edition_id,))}
+            "claimed_by IS NOT NULL AND edition_id + 0 = ? GROUP BY claimed_by",
+            (edition_id,))}
 
     def release_dead(self, edition_id: int) -> int:
         """Free at once the claims of senders on this host that are gone."""

@@ -7,10 +7,11 @@ are produced, so building a message costs far less than sending it.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import contextlib
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +38,9 @@ class Recipient:
 
 def one_line(value: str) -> str:
     """Header values never carry CR, LF or other control characters."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())
 
 
 def encode_header(name: str, value: str) -> str:
@@ -51,8 +54,9 @@ def ascii_address(email: str) -> str:
     """The address as it goes on the wire: an IDN domain in its ASCII (punycode) form.
     A non-ASCII local part stays as it is: it needs SMTPUTF8 (see `needs_utf8`)."""
     local, _, domain = one_line(email).rpartition("@")
-    with contextlib.suppress(UnicodeError):
-        domain = domain.encode("idna").decode("ascii")
+    if not domain.isascii():  # the codec leaves an ASCII domain as it is
+        with contextlib.suppress(UnicodeError):
+            domain = domain.encode("idna").decode("ascii")
     return f"{local}@{domain}"
 
 
@@ -75,7 +79,10 @@ LINE_BYTES = 57  # raw bytes per 76-character base64 line
 
 
 def _b64(data: bytes) -> bytes:
-    return base64.encodebytes(data).replace(b"\n", b"\r\n")
+    """Base64 in 76-character lines ending in CRLF (what `base64.encodebytes` gives, with
+    CRLF), encoded in one call instead of one per line."""
+    text = binascii.b2a_base64(data, newline=False)
+    return b"".join([text[i:i + 76] + b"\r\n" for i in range(0, len(text), 76)])
 
 
 class Base64Part:
@@ -86,7 +93,9 @@ class Base64Part:
     closing quote, which moves in front of them) the value is padded with spaces so the
     static text after it starts on a line boundary and its encoded lines are reused.
     Anywhere else (a URL a template extends, the plain-text part) nothing is padded: the
-    text after the slot is encoded with it, so the message reads exactly as rendered.
+    static text after the value completes the value's last line, and the lines of the
+    rest are encoded once for each offset that occurs (at most 57), so the message reads
+    exactly as rendered and still costs only the slots.
     """
 
     def __init__(self, text: str, slots: dict[str, str], *, pad: bool) -> None:
@@ -96,6 +105,8 @@ class Base64Part:
         self.tails: list[bytes] = []  # its raw remainder after those lines
         self.names: list[str] = []  # the slot after each static piece
         self.pads: list[bytes | None] = []  # per slot: None, or what goes before padding
+        # per static piece after an unpadded slot: raw bytes skipped -> (lines, tail)
+        self.shifted: list[dict[int, tuple[bytes, bytes]]] = []
         for n in range(0, len(pieces), 2):
             raw = pieces[n].encode("utf-8")
             if n:
@@ -110,8 +121,18 @@ class Base64Part:
             self.raw.append(raw)
             self.lines.append(_b64(raw[:whole]) if whole else b"")
             self.tails.append(raw[whole:])
+            self.shifted.append({})
             if n + 1 < len(pieces):
                 self.names.append(slots[pieces[n + 1]])
+
+    def _from(self, k: int, skip: int) -> tuple[bytes, bytes]:
+        """Static piece `k` after its first `skip` bytes: whole encoded lines, raw tail."""
+        found = self.shifted[k].get(skip)
+        if found is None:
+            raw = self.raw[k][skip:]
+            whole = len(raw) - len(raw) % LINE_BYTES
+            found = self.shifted[k][skip] = (_b64(raw[:whole]), raw[whole:])
+        return found
 
     def encode(self, values: dict[str, bytes]) -> bytes:
         out = [self.lines[0]]
@@ -119,8 +140,15 @@ class Base64Part:
         for k, name in enumerate(self.names):
             pending += values[name]
             moved = self.pads[k]
-            if moved is None:  # not paddable: the next static piece goes out with it
-                pending += self.raw[k + 1]
+            if moved is None:  # not paddable: the next static piece completes the line
+                skip = -len(pending) % LINE_BYTES
+                raw = self.raw[k + 1]
+                if len(raw) <= skip:
+                    pending += raw
+                    continue
+                lines, tail = self._from(k + 1, skip)
+                out += (_b64(pending + raw[:skip]), lines)
+                pending = tail
                 continue
             pending += moved
             pending += b" " * (-len(pending) % LINE_BYTES)
@@ -172,6 +200,14 @@ class MessageFactory:
                           f"Content-Transfer-Encoding: base64{CRLF}{CRLF}").encode("ascii")
         self.end = f"--{b}--{CRLF}".encode("ascii")
         self.signer = signer_for(settings.dkim)
+        self._date = (0, "")
+
+    def _now(self) -> str:
+        """The Date header's value now, formatted once per second."""
+        second = int(time.time())
+        if second != self._date[0]:
+            self._date = (second, format_datetime(datetime.fromtimestamp(second, UTC)))
+        return self._date[1]
 
     def links(self, recipient: Recipient) -> tuple[str, str]:
         base = self.settings.public_url
@@ -197,7 +233,7 @@ class MessageFactory:
         mid = message_id or f"{uuid.uuid4().hex}@{self.domain}"
         personal = CRLF.join([
             f"To: {address(recipient.name, recipient.email)}",
-            f"Date: {format_datetime(date or datetime.now(UTC))}",
+            f"Date: {format_datetime(date) if date else self._now()}",
             f"Message-ID: <{one_line(mid)}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import nh3
+from jinja2 import Environment, nodes
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 from wcwidth import wcswidth, wcwidth
@@ -103,6 +104,34 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 
 GREETING_CACHE = 10_000
+NAME_MARK = f"nlname{secrets.token_hex(6)}"
+
+
+def name_only_printed(env: Environment, template: str) -> bool:
+    """Whether `template` uses `name` only as `{{ name }}` and `{% if name %}` (and is not
+    autoescaped): then every non-empty name gives the same text with the name put in."""
+    if env.autoescape is True or (callable(env.autoescape) and env.autoescape(template)):
+        return False
+    assert env.loader is not None
+    tree = env.parse(env.loader.get_source(env, template)[0])
+
+    def plain(node: nodes.Node) -> bool:
+        if isinstance(node, nodes.Extends | nodes.Include | nodes.Import | nodes.FromImport):
+            return False  # another template may use the name otherwise
+        for field, value in node.iter_fields():
+            for child in value if isinstance(value, list) else [value]:
+                if not isinstance(child, nodes.Node):
+                    continue
+                if isinstance(child, nodes.Name) and child.name == "name":
+                    if child.ctx != "load" or not (
+                            (isinstance(node, nodes.Output) and field == "nodes")
+                            or (isinstance(node, nodes.If) and field == "test")):
+                        return False
+                elif not plain(child):
+                    return False
+        return True
+
+    return plain(tree)
 
 
 class Renderer:
@@ -114,7 +143,10 @@ class Renderer:
         self.env.filters["day"] = lambda value: dates.day(value, lang)
         self.env.filters["span"] = lambda start, end: dates.span(start, end, lang)
         self._greeting = self.env.get_template("greeting.txt.j2")
-        self._around_name: tuple[str, str] | None = None
+        # the greeting with a stand-in for any non-empty name, when the template only
+        # prints the name and tests whether there is one: then no rendering per name
+        self._greeting_shape = (self._render_greeting(NAME_MARK)
+                                if name_only_printed(self.env, "greeting.txt.j2") else None)
         self._growth = 1.0  # inlined bytes per template byte of stories, learned
         self._bare: tuple[int, int] | None = None  # the page without stories: raw, inlined
         self._greetings: dict[str, str] = {}
@@ -123,6 +155,8 @@ class Renderer:
         """The greeting line for `name`, rendered from the template for each name (a
         template may branch on the name); the same name is rendered once."""
         name = " ".join(name.split())
+        if name and self._greeting_shape is not None:
+            return " ".join(self._greeting_shape.replace(NAME_MARK, name).split())
         found = self._greetings.get(name)
         if found is None:
             if len(self._greetings) >= GREETING_CACHE:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from newsletter.store_backend import Row
 
+_now: tuple[int, str] = (-1, "")
+
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """UTC now to the second, formatted once a second (the journal asks many times)."""
+    global _now
+    second = int(time.time())
+    if second != _now[0]:
+        _now = (second, datetime.fromtimestamp(second, UTC).isoformat())
+    return _now[1]
 
 
 def join_categories(categories: Any) -> str:
@@ -94,3 +102,15 @@ class DeliveryRow:
     status: str
     attempts: int
     reply: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One delivery's result, as the journal records it."""
+
+    delivery_id: int
+    status: str
+    attempts: int
+    reply: str = ""
+    bounce_subscriber: int | None = None  # a hard bounce marks this subscriber bounced
+    variant_key: str | None = None  # the variant it went out as, when it moved

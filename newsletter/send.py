@@ -2,9 +2,10 @@
 
 Nothing is lost or sent twice: the snapshot (`snapshot.py`) stored one delivery row per
 recipient before anything is sent; each server answer is committed before the next
-message on that connection; a re-run resumes from the journal. A message in flight when
-the process dies is the only one that can be sent again. Every failure is data: a job
-ends sent, deferred, failed or skipped with its reason, and a run always ends.
+message on that connection (answers that come in together share one transaction); a
+re-run resumes from the journal. A message in flight when the process dies is the only
+one that can be sent again. Every failure is data: a job ends sent, deferred, failed or
+skipped with its reason, and a run always ends.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from newsletter.snapshot import find_snapshot as find_snapshot
 from newsletter.snapshot import load_snapshot as load_snapshot
 from newsletter.snapshot import plan_edition as plan_edition
 from newsletter.snapshot import store_snapshot as store_snapshot
-from newsletter.store import PendingDelivery, Store
+from newsletter.store import Outcome, PendingDelivery, Store
 from newsletter.store_backend import DB_ERRORS
 from newsletter.tokens import Tokens
 from newsletter.transport import (
@@ -45,8 +46,13 @@ from newsletter.transport import (
 from newsletter.verp import Envelope
 
 MAX_BACKOFF = 60.0
-BATCH = 500
-WAIT = 0.5  # seconds between looks at other senders' claims when nothing is left to claim
+# deliveries claimed at a time: small enough that senders sharing an edition finish
+# within a fraction of a second of each other (a claim costs one short transaction)
+BATCH = 100
+# turns of the event loop a result waits for others to share its commit: on an idle loop
+# a few microseconds; on a busy one, the answers of the connections meanwhile
+TURNS = 2
+WAIT = 0.1  # seconds between looks at other senders' claims when nothing is left to claim
 
 
 # ---------------------------------------------------------------- sending
@@ -88,6 +94,8 @@ class Sender:
         self.fatal: DeliveryError | None = None
         self.server_failures = 0  # consecutive; any answer about a recipient resets it
         self.unrecorded: list[tuple[_Job, str]] = []
+        self.journal: list[tuple[_Job, Outcome]] = []  # results waiting for their commit
+        self.journaled: asyncio.Future[None] | None = None  # resolved by that commit
         self.owner = sender_id()
         # rows deferred by any sender of this run (workers share it) wait for a later run
         self.started = started or time.time()
@@ -147,6 +155,8 @@ class Sender:
             await self.queue.put(None)
         await asyncio.gather(*workers, producer, *self.retries, return_exceptions=True)
         stop_wait.cancel()
+        if self.journal:
+            self._flush()
         self._record_unrecorded()
         beat.cancel()
         with contextlib.suppress(*DB_ERRORS):
@@ -225,31 +235,56 @@ class Sender:
 
     def _settle(self, job: _Job, status: str, reply: str = "", *, bounce: bool = False,
                 retarget: str | None = None) -> None:
-        """Journal one result, then count it. A journal that cannot be written stops the
-        run at once: an accepted message not recorded would be sent again by a resume."""
-        setattr(self.report, status, getattr(self.report, status) + 1)
-        self.outstanding -= 1
+        """Queue one result for the journal. The results that come in together are
+        committed in one transaction a few turns of the loop later (`_flush`), and a
+        connection sends its next message only once its last result is committed
+        (`_deliver`): a crash can still resend only a message in flight."""
+        if not self.journal:
+            loop = asyncio.get_running_loop()
+            self.journaled = loop.create_future()
+            loop.call_soon(self._flush, TURNS)
+        self.journal.append((job, Outcome(job.delivery_id, status, job.attempts, reply,
+                                          job.subscriber_id if bounce else None, retarget)))
+
+    def _flush(self, turns: int = 0) -> None:
+        """Commit the queued results after `turns` more turns of the loop (answers that
+        come in meanwhile join them), then count them. A journal that cannot be written
+        stops the run at once: an accepted message not recorded would be sent again by a
+        resume."""
+        if turns > 0:
+            asyncio.get_running_loop().call_soon(self._flush, turns - 1)
+            return
+        batch, self.journal = self.journal, []
+        if not batch:
+            return  # flushed already, at the end of the run
+        error = None
         try:
-            self.store.record(job.delivery_id, status, attempts=job.attempts, reply=reply,
-                              bounce_subscriber=job.subscriber_id if bounce else None,
-                              variant_key=retarget)
-        except (*DB_ERRORS, OSError) as exc:
-            if status == "sent":
-                self.unrecorded.append((job, reply))
-                self.report.unrecorded.append(job.email)
+            self.store.record_many([outcome for _, outcome in batch])
+        except (*DB_ERRORS, OSError) as exc:  # a locked or full database
+            error = exc
+        for job, outcome in batch:
+            status = outcome.status
+            setattr(self.report, status, getattr(self.report, status) + 1)
+            self.outstanding -= 1
+            if error is not None:
+                if status == "sent":
+                    self.unrecorded.append((job, outcome.reply))
+                    self.report.unrecorded.append(job.email)
+                continue
+            if outcome.bounce_subscriber is not None:
+                self.report.bounced += 1
+            if outcome.variant_key:
+                self.report.retargeted += 1
+            self.on_event(Settled(job.email, status, outcome.reply))
+        if error is not None:
             if not self.report.journal_error:
                 self.report.journal_error = (f"cannot write the delivery journal "
-                                             f"{self.store.path}: {exc}")
+                                             f"{self.store.path}: {error}")
                 self.on_event(Stopping("journal", self.report.journal_error))
             self.stop.set()
-            return
-        finally:
-            self._check_finished()
-        if bounce:
-            self.report.bounced += 1
-        if retarget:
-            self.report.retargeted += 1
-        self.on_event(Settled(job.email, status, reply))
+        if self.journaled is not None and not self.journaled.done():
+            self.journaled.set_result(None)
+        self._check_finished()
 
     def _record_unrecorded(self) -> None:
         """One more try for accepted messages the journal missed (a lock may be gone)."""
@@ -334,6 +369,10 @@ class Sender:
         except TransientFailure as exc:  # the signing helper went away: later, in-process
             self._retry_or_defer(job, exc.reply)
             return conn, used
+        if self.journaled is not None and not self.journaled.done():
+            await self.journaled  # the connection's last result is committed before this
+            if self.stop.is_set():
+                return conn, used  # e.g. the journal failed: left for the next run
         if not await self.limits.acquire():
             return conn, used  # stopped while waiting: left for the next run
         job.tries += 1

@@ -96,7 +96,9 @@ def run_workers(settings: Settings, edition_id: int, options: SendOptions, worke
     try:
         for process in processes:
             process.start()
-        while any(p.is_alive() for p in processes) or not results.empty():
+        # until every worker reported, or the ones that did not are gone (killed)
+        while len(reports) < len(processes) and (
+                any(p.is_alive() for p in processes) or not results.empty()):
             with contextlib.suppress(queue.Empty):
                 index, report = results.get(timeout=0.25)
                 reports[index] = report

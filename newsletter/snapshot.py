@@ -101,13 +101,14 @@ def store_snapshot(store: Store, plan: Plan) -> Snapshot:
             for variant in plan.variants:
                 store.insert_variant(db, edition_id, variant)
                 variants[variant.key] = 0
-            for categories in store.variant_demand():  # as of now, not as of the plan
-                variant_plan = edition.plan(split_categories(categories))
+            keys = {}
+            for categories, count in store.variant_demand().items():  # now, in this
+                variant_plan = edition.plan(split_categories(categories))  # transaction
                 if variant_plan.stories:
-                    added = store.insert_deliveries(db, edition_id, categories,
-                                                    variant_plan.key)
-                    variants[variant_plan.key] = variants.get(variant_plan.key, 0) + added
-            # counted while inserting: no scan of a million new rows before the first send
+                    keys[categories] = variant_plan.key
+                    variants[variant_plan.key] = variants.get(variant_plan.key, 0) + count
+            store.insert_deliveries(db, edition_id, keys)
+            # counted from the demand: no scan of a million new rows before the first send
             counts = dict.fromkeys(DELIVERY_STATES, 0)
             counts["pending"] = sum(variants.values())
             subject = min(plan.variants, key=lambda v: v.key).subject if plan.variants else ""

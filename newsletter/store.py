@@ -19,6 +19,7 @@ from newsletter.claims import Claims
 from newsletter.errors import NewsletterError
 from newsletter.rows import DeliveryRow as DeliveryRow
 from newsletter.rows import EditionRow as EditionRow
+from newsletter.rows import Outcome as Outcome
 from newsletter.rows import PendingDelivery as PendingDelivery
 from newsletter.rows import StoredVariant as StoredVariant
 from newsletter.rows import Subscriber as Subscriber
@@ -136,6 +137,17 @@ _MIGRATIONS: list[str] = [
     # 4: claimed deliveries, so several senders share an edition (claims.py)
     CLAIMS_MIGRATION,
 ]
+
+
+# a delivery's result; `heartbeat` stamps when it was recorded (see claims.py)
+_RECORD = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
+           "variant_key = COALESCE(?, variant_key), claimed_by = NULL, heartbeat = ? "
+           "WHERE id = ?")
+
+
+def _record_values(outcome: Outcome, stamp: str, now: float) -> tuple[object, ...]:
+    return (outcome.status, outcome.attempts, outcome.reply[:500], stamp,
+            outcome.variant_key, now, outcome.delivery_id)
 
 
 class StoreError(NewsletterError):
@@ -256,14 +268,22 @@ class Store(SignupStore, Claims, Copying):
              payload))
         return int(cursor.lastrowid or 0)
 
-    def insert_deliveries(self, db: Connection, edition_id: int, categories: str,
-                          key: str) -> int:
-        """One pending delivery per active subscriber who chose exactly `categories`;
+    def insert_deliveries(self, db: Connection, edition_id: int,
+                          keys: dict[str, str]) -> int:
+        """One pending delivery per active subscriber whose category set is in `keys`
+        (category set -> variant key), every set in one pass over the subscribers;
         returns how many."""
-        return db.execute("INSERT INTO deliveries (edition_id, subscriber_id, email, name, "
-                   "variant_key) SELECT ?, id, email, name, ? FROM subscribers "
-                   "WHERE status = 'active' AND categories = ?", (edition_id, key, categories)
-                          ).rowcount
+        added, sets = 0, sorted(keys)
+        for start in range(0, len(sets), 500):  # well inside any limit on parameters
+            chunk = sets[start:start + 500]
+            cases = " ".join("WHEN ? THEN ?" for _ in chunk)
+            marks = ", ".join("?" for _ in chunk)
+            added += db.execute(
+                "INSERT INTO deliveries (edition_id, subscriber_id, email, name, variant_key) "
+                f"SELECT ?, id, email, name, CASE categories {cases} END FROM subscribers "
+                f"WHERE status = 'active' AND categories IN ({marks})",
+                (edition_id, *[v for c in chunk for v in (c, keys[c])], *chunk)).rowcount
+        return added
 
     def delivery_counts(self, edition_id: int) -> dict[str, int]:
         counts = {s: 0 for s in DELIVERY_STATES}
@@ -320,18 +340,23 @@ class Store(SignupStore, Claims, Copying):
     def record(self, delivery_id: int, status: str, *, attempts: int, reply: str = "",
                bounce_subscriber: int | None = None, variant_key: str | None = None) -> None:
         """Journal one result at once: committed before the next message on its connection."""
-        update = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_at = ?, "
-                  "variant_key = COALESCE(?, variant_key), claimed_by = NULL, heartbeat = ? "
-                  "WHERE id = ?")
-        values = (status, attempts, reply[:500], now_iso(), variant_key, time.time(),
-                  delivery_id)
+        outcome = Outcome(delivery_id, status, attempts, reply, bounce_subscriber, variant_key)
         if bounce_subscriber is None:
-            self.db.execute(update, values)  # one statement: its own transaction
-            return
-        with self.write() as db:
-            db.execute(update, values)
-            db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
-                       "WHERE id = ? AND status = 'active'", (now_iso(), bounce_subscriber))
+            self.db.execute(_RECORD, _record_values(outcome, now_iso(), time.time()))
+            return  # one statement: its own transaction
+        self.record_many([outcome])
+
+    def record_many(self, outcomes: list[Outcome]) -> None:
+        """Journal the results that came in together, in one transaction (the sender
+        waits for it before the next message on each of their connections)."""
+        stamp, now = now_iso(), time.time()
+        with self.transaction() as db:  # row-level: no queue on PostgreSQL
+            for outcome in outcomes:
+                db.execute(_RECORD, _record_values(outcome, stamp, now))
+                if outcome.bounce_subscriber is not None:
+                    db.execute("UPDATE subscribers SET status = 'bounced', updated_at = ? "
+                               "WHERE id = ? AND status = 'active'",
+                               (stamp, outcome.bounce_subscriber))
 
     def sent_since(self, since: str) -> list[str]:
         """When each delivery accepted since `since` (any edition) was recorded, oldest

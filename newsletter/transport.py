@@ -84,6 +84,34 @@ def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
     return f"{exc.code} {exc.message}".strip()
 
 
+# a plain ASCII address: aiosmtplib's parsing would give it back as it is
+_PLAIN = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
+
+
+async def _mail(client: aiosmtplib.SMTP, sender: str, options: list[str],
+                encoding: str) -> None:
+    """MAIL FROM. `client.mail()` parses the address with the email package first (as
+    does `rcpt()`: together a twentieth of the CPU a message costs) to send the same
+    `<address>` a plain address is: that one goes out at once."""
+    if not _PLAIN.match(sender):
+        await client.mail(sender, options=options, encoding=encoding)
+        return
+    response = await client.execute_command(
+        b"MAIL", b"FROM:<%s>" % sender.encode("ascii"), *[o.encode("ascii") for o in options])
+    if response.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+
+
+async def _rcpt(client: aiosmtplib.SMTP, recipient: str, encoding: str) -> None:
+    """RCPT TO, a plain address at once (see `_mail`)."""
+    if not _PLAIN.match(recipient):
+        await client.rcpt(recipient, encoding=encoding)
+        return
+    response = await client.execute_command(b"RCPT", b"TO:<%s>" % recipient.encode("ascii"))
+    if response.code not in (250, 251):
+        raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+
+
 class SmtpConnection:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
@@ -129,8 +157,8 @@ class SmtpConnection:
             options.insert(0, f"SIZE={len(message)}")
         encoding = "utf-8" if utf8 else "ascii"
         try:
-            await client.mail(sender, options=options, encoding=encoding)
-            await client.rcpt(recipient, encoding=encoding)
+            await _mail(client, sender, options, encoding)
+            await _rcpt(client, recipient, encoding)
             response = await client.data(message)
         except aiosmtplib.SMTPResponseException:
             with contextlib.suppress(ConnectionError, aiosmtplib.SMTPException):

@@ -90,3 +90,26 @@ def test_long_non_ascii_list_name_folds_with_crlf(settings: Settings, site: Path
     header = built.split(b"\r\n\r\n")[0]
     assert b"\n" not in header.replace(b"\r\n", b"")  # no bare LF anywhere
     assert header.count(b"\r\n ") >= 2  # List-Id (and Subject) folded
+
+
+def test_greeting_without_rendering_per_name_is_the_rendered_one(
+        settings: Settings, site: Path) -> None:
+    """A template that only prints the name and tests for one is rendered once; any
+    other use of the name (a comparison, a filter) renders it for each name."""
+    names = ["Ann", "林 微", "{{ name }}", "Hi Hi", "a%s", "x" * 300, "nlname", " Bo  b "]
+    renderer = Renderer(settings)
+    assert renderer._greeting_shape is not None
+    for name in names:
+        assert renderer.greeting(name) == renderer._render_greeting(" ".join(name.split()))
+    assert renderer.greeting("") == renderer._render_greeting("")
+    greeting = site / "templates" / "email" / "greeting.txt.j2"
+    greeting.parent.mkdir(parents=True, exist_ok=True)
+    for text in ['{% if name %}Dear {{ name }}, {{ name }}{% else %}Hello{% endif %}!',
+                 "{{ name|upper }}", '{% if name|length > 3 %}{{ name }}{% endif %}',
+                 '{% set name = "Bo" %}{{ name }}']:
+        greeting.write_text(text, encoding="utf-8")
+        renderer = Renderer(settings)
+        assert (renderer._greeting_shape is not None) == text.startswith("{% if name %}")
+        assert [renderer.greeting(n) for n in names] == [
+            renderer._greeting.render(name=" ".join(n.split()), lang="en").strip()
+            for n in names]

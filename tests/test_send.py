@@ -5,6 +5,7 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -52,7 +53,7 @@ categories: ["技术进展", "机器人", "应用场景"]
 def week(write_post: WritePost) -> Any:
     for n in range(5, 8):
         write_post(f"d{n}.md", POST.replace("{n}", str(n)))
-    return resolve_window(tz=__import__("zoneinfo").ZoneInfo("Asia/Shanghai"), week="2025-W51")
+    return resolve_window(tz=ZoneInfo("Asia/Shanghai"), week="2025-W51")
 
 
 def add(settings: Settings, *people: tuple[str, str, str]) -> None:
@@ -301,3 +302,47 @@ def test_idn_address_and_a_very_long_name(settings: Settings, week: Any,
     # (Python's parser keeps it, hence the join)
     assert "".join(to.addresses[0].display_name.split()) == long_name  # type: ignore[attr-defined]
     assert to.addresses[0].addr_spec == "user@xn--bcher-kva.example"  # type: ignore[attr-defined]
+
+
+def test_plain_addresses_go_out_as_aiosmtplib_would_quote_them() -> None:
+    """MAIL and RCPT skip aiosmtplib's address parsing only where it changes nothing."""
+    import random
+
+    from aiosmtplib.email import quote_address
+
+    from newsletter.transport import _PLAIN
+
+    rng = random.Random(15)
+    plain = 0
+    for _ in range(50_000):
+        address = "".join(rng.choice("aZ09._+=-@" * 3 + ' <>"(),;:é')
+                          for _ in range(rng.randint(3, 10)))
+        if _PLAIN.match(address):
+            plain += 1
+            assert quote_address(address) == f"<{address}>"
+    assert plain > 100
+    assert _PLAIN.match("bounce+1-2-abcdefghijklmnop@example.com")
+    assert not _PLAIN.match("a b@example.com") and not _PLAIN.match("用户@例子.公司")
+
+
+def test_snapshot_inserts_every_category_set_in_one_pass_and_counts_them(
+        settings: Settings, write_post: WritePost) -> None:
+    """Sets whose variant has stories get one delivery each, under that variant's key;
+    a set without stories gets none; the counts the snapshot reports are the rows."""
+    write_post("d5.md", POST.replace("{n}", "5").split("2.  [")[0])  # a model story only
+    window = resolve_window(tz=ZoneInfo("Asia/Shanghai"),
+                            week="2025-W51")
+    add(settings, ("all@example.com", "", ""), ("all2@example.com", "", ""),
+        ("m@example.com", "", "models"), ("r@example.com", "", "robots"),
+        ("mr@example.com", "", "models;robots"), ("ma@example.com", "", "apps;models"))
+    with Store(settings.store_location) as store:
+        plan = plan_edition(store, settings, window, Renderer(settings))
+        add(settings, ("late@example.com", "", "models"))  # after the plan, before the snapshot
+        snap = store_snapshot(store, plan)
+        rows = dict(store.db.execute("SELECT email, variant_key FROM deliveries").fetchall())
+        assert snap.variants == store.recipients_per_variant(snap.edition_id)
+        assert snap.counts["pending"] == len(rows) == 6
+    assert "r@example.com" not in rows  # robots: no story this week
+    assert len(set(rows.values())) >= 2 and rows["m@example.com"] == rows["late@example.com"]
+    assert rows["all@example.com"] == rows["all2@example.com"]
+    assert sum(snap.variants.values()) == 6
