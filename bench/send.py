@@ -93,7 +93,10 @@ def peak_mb() -> float:
 
 # ---------------------------------------------------------------- children
 
-def make_site(folder: Path, port: int, count: int, connections: int, dkim: str = "") -> None:
+def make_site(folder: Path, port: int, count: int, connections: int, dkim: str = "",
+              store: str = "") -> None:
+    """The bench site: one digest of 7 stories, `count` readers, SMTP to the sink; the
+    store at `store` (a PostgreSQL URL) or in the site's SQLite file."""
     (folder / "content").mkdir(parents=True)
     signing = ""
     if dkim:
@@ -107,6 +110,8 @@ name = "Bench Weekly"
 from = "weekly@example.com"
 base_url = "https://example.com"
 timezone = "UTC"
+[store]
+{f'url = "{store}"' if store else 'path = "subscribers/newsletter.db"'}
 [smtp]
 host = "127.0.0.1"
 port = {port}

@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,60 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent))  # the project, not an installed copy
 
-
-
-def free_port() -> int:
-    from tests.conftest import free_port as loopback_port
-
-    for _ in range(50):
-        port = loopback_port()
-        with socket.socket() as probe:  # smtp-sink does not refuse a busy port: check
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise SystemExit("no free loopback port")
-
-
-def start_sink(port: int) -> subprocess.Popen[bytes]:
-    user = ["-u", "nobody"] if os.geteuid() == 0 else []
-    sink = subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{port}", "1024"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return sink
-        time.sleep(0.05)
-    sink.kill()
-    raise SystemExit("smtp-sink did not start")
-
-
-def make_site(folder: Path, port: int, count: int, connections: int, url: str) -> None:
-    """The bench site: one digest of 7 stories, `count` readers, SMTP to the sink."""
-    (folder / "content").mkdir(parents=True)
-    store = f'url = "{url}"' if url else 'path = "subscribers/bench.db"'
-    (folder / "newsletter.toml").write_text(f"""
-[newsletter]
-name = "Bench Weekly"
-from = "weekly@example.com"
-base_url = "https://example.com"
-timezone = "UTC"
-[store]
-{store}
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-[send]
-concurrency = {connections}
-max_per_connection = 1000000
-""", encoding="utf-8")
-    items = "".join(f"{n}. [Story {n} about a model release - Source](https://news.example/{n})"
-                    f"\n\n   {'A summary sentence of realistic length. ' * 9}\n\n"
-                    for n in range(1, 8))
-    (folder / "content" / "d.md").write_text(
-        f"---\ntitle: Digest\ndate: 2025-12-16T10:00:00Z\n---\n{items}", encoding="utf-8")
-    (folder / "people.csv").write_text("email,name\n" + "".join(
-        f"reader{n}@example.net,Reader {n}\n" for n in range(count)), encoding="utf-8")
+from bench.send import free_port, make_site, spread, start_sink  # noqa: E402
 
 
 def child(folder: str, workers: str) -> None:
@@ -125,7 +70,7 @@ def child(folder: str, workers: str) -> None:
 def measure(port: int, count: int, connections: int, workers: int,
             url: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        make_site(Path(tmp), port, count, connections, url)
+        make_site(Path(tmp), port, count, connections, store=url)
         done = subprocess.run([sys.executable, str(HERE), "--child", tmp, str(workers)],
                               capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -134,10 +79,6 @@ def measure(port: int, count: int, connections: int, workers: int,
     if result["sent"] != count:
         raise SystemExit(f"sent {result['sent']} of {count}")
     return result
-
-
-def spread(values: list[float], fmt: str = ",.0f") -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
 
 
 def main() -> None:
