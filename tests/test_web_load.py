@@ -22,6 +22,28 @@ UPDATES = 200
 CHOICES = [["models"], ["robots"], ["apps"], ["models", "robots"]]
 
 
+def preference_burst(bases: list[str], ids: list[int], choices: list[list[str]],
+                     name: str) -> list[int]:
+    """Every subscriber of `ids` saves the preference form at once (subscriber n names
+    itself `{name}{n}` and picks choices[n % len]), spread round robin over the servers
+    at `bases` as a load balancer would; the status codes, in order."""
+
+    async def update(client: httpx.AsyncClient, n: int, sid: int) -> int:
+        base = bases[n % len(bases)]
+        response = await client.post(
+            f"{base}/preferences/{TOKENS.make(PREFERENCES, sid)}",
+            data={"form_token": TOKENS.make(FORM, sid), "name": f"{name}{n}",
+                  "categories": choices[n % len(choices)]}, headers={"origin": base})
+        return response.status_code
+
+    async def burst() -> list[int]:
+        limits = httpx.Limits(max_connections=len(ids))
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+            return await asyncio.gather(*(update(client, n, sid) for n, sid in enumerate(ids)))
+
+    return asyncio.run(burst())
+
+
 def test_concurrent_updates_during_a_send(web_site: Any, web_server: str,
                                           write_post: Any) -> None:
     site, _ = web_site
@@ -45,19 +67,7 @@ def test_concurrent_updates_during_a_send(web_site: Any, web_server: str,
         time.sleep(0.01)
     assert sender.poll() is None, "the send finished before the updates started"
 
-    async def update(client: httpx.AsyncClient, n: int, sid: int) -> int:
-        response = await client.post(
-            f"{web_server}/preferences/{TOKENS.make(PREFERENCES, sid)}",
-            data={"form_token": TOKENS.make(FORM, sid), "name": f"N{n}",
-                  "categories": CHOICES[n % len(CHOICES)]}, headers={"origin": web_server})
-        return response.status_code
-
-    async def burst() -> list[int]:
-        limits = httpx.Limits(max_connections=UPDATES)
-        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
-            return await asyncio.gather(*(update(client, n, sid) for n, sid in enumerate(ids)))
-
-    codes = asyncio.run(burst())
+    codes = preference_burst([web_server], ids, CHOICES, "N")
     running_after = sender.poll() is None
     out, err = sender.communicate(timeout=300)
     assert codes == [200] * UPDATES

@@ -1,17 +1,13 @@
 """Two `newsletter serve` processes on one store (PostgreSQL: what several web servers
 behind a load balancer share) take 400 concurrent preference updates and lose none."""
 
-import asyncio
 from typing import Any
-
-import httpx
 
 from newsletter.config import load_settings
 from newsletter.store import Store
-from newsletter.tokens import FORM, PREFERENCES
 from tests.conftest import free_port
 from tests.pg import both_backends  # noqa: F401 (every test on both stores)
-from tests.test_web import TOKENS
+from tests.test_web_load import preference_burst
 from tests.test_web_signup import start_serve
 
 UPDATES = 400
@@ -28,22 +24,8 @@ def test_two_servers_take_concurrent_updates_and_lose_none(web_site: Any) -> Non
                for n in range(UPDATES)]
     servers = [start_serve(site, port) for port in (free_port(), free_port())]
     bases = [f"http://127.0.0.1:{s.args[-1]}" for s in servers]  # type: ignore[index]
-
-    async def update(client: httpx.AsyncClient, n: int, sid: int) -> int:
-        base = bases[n % 2]  # a load balancer's round robin
-        response = await client.post(
-            f"{base}/preferences/{TOKENS.make(PREFERENCES, sid)}",
-            data={"form_token": TOKENS.make(FORM, sid), "name": f"Reader {n}",
-                  "categories": CHOICES[n % len(CHOICES)]}, headers={"origin": base})
-        return response.status_code
-
-    async def burst() -> list[int]:
-        limits = httpx.Limits(max_connections=UPDATES)
-        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
-            return await asyncio.gather(*(update(client, n, sid) for n, sid in enumerate(ids)))
-
     try:
-        codes = asyncio.run(burst())
+        codes = preference_burst(bases, ids, CHOICES, "Reader ")
         if settings.store_url:  # each server keeps a bounded pool open, not one per request
             with Store(settings.store_location) as store:
                 open_now = store.db.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE "
