@@ -21,6 +21,14 @@ def now_iso() -> str:
     return _now[1]
 
 
+def storable(text: str, limit: int = 500) -> str:
+    """A server's reply or a bounce's detail as both databases store it: cut to `limit`,
+    bytes that were not UTF-8 (kept as lone surrogates) escaped, NUL (which PostgreSQL
+    refuses in text) a space."""
+    cut = text[:limit]
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", " ")
+
+
 def join_categories(categories: Any) -> str:
     return ";".join(sorted(set(categories)))
 

@@ -260,10 +260,12 @@ class Sender:
         error = None
         try:
             self.store.record_many([outcome for _, outcome in batch])
-        except (*DB_ERRORS, OSError) as exc:  # a locked or full database
-            error = exc
+        except Exception as exc:  # a locked or full database, or a value it refuses:
+            error = exc  # whatever it is, the results below are counted and the run stops
         for job, outcome in batch:
             status = outcome.status
+            if status == "sent":  # the hourly cap now reads it from the journal
+                self.limits.settle(accepted=True)
             setattr(self.report, status, getattr(self.report, status) + 1)
             self.outstanding -= 1
             if error is not None:
@@ -409,7 +411,8 @@ class Sender:
             self._server_failed(job, f"{type(exc).__name__}: {exc}")
             return conn, used
         finally:
-            self.limits.settle(accepted=accepted)
+            if not accepted:  # an accepted message stays in flight until it is journaled
+                self.limits.settle(accepted=False)
         self.server_failures = 0
         self._settle(job, "sent", reply, retarget=retarget)
         used += 1

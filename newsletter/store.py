@@ -26,6 +26,7 @@ from newsletter.rows import Subscriber as Subscriber
 from newsletter.rows import join_categories as join_categories
 from newsletter.rows import now_iso as now_iso
 from newsletter.rows import split_categories as split_categories
+from newsletter.rows import storable
 from newsletter.store_backend import (
     DB_ERRORS,
     Connection,
@@ -146,7 +147,7 @@ _RECORD = ("UPDATE deliveries SET status = ?, attempts = ?, reply = ?, updated_a
 
 
 def _record_values(outcome: Outcome, stamp: str, now: float) -> tuple[object, ...]:
-    return (outcome.status, outcome.attempts, outcome.reply[:500], stamp,
+    return (outcome.status, outcome.attempts, storable(outcome.reply), stamp,
             outcome.variant_key, now, outcome.delivery_id)
 
 
@@ -350,7 +351,10 @@ class Store(SignupStore, Claims, Copying):
         """Journal the results that came in together, in one transaction (the sender
         waits for it before the next message on each of their connections)."""
         stamp, now = now_iso(), time.time()
-        with self.transaction() as db:  # row-level: no queue on PostgreSQL
+        # results touch their own rows: no queue on PostgreSQL, unless one marks a
+        # subscriber bounced (a snapshot being taken reads subscribers, then writes)
+        bounces = any(o.bounce_subscriber is not None for o in outcomes)
+        with (self.write() if bounces else self.transaction()) as db:
             for outcome in outcomes:
                 db.execute(_RECORD, _record_values(outcome, stamp, now))
                 if outcome.bounce_subscriber is not None:

@@ -117,7 +117,12 @@ class SqliteBackend:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if self.db.in_transaction:  # a failed COMMIT may leave it open: later writes
+                self.db.execute("ROLLBACK")  # would join it and vanish with it
+            raise
 
     def transaction(self) -> AbstractContextManager[Connection]:
         return self.write()  # SQLite has one kind of write transaction

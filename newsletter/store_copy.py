@@ -43,9 +43,17 @@ class Copying:
         assert isinstance(self.backend, PgBackend)
         self.backend.copy_in(f"COPY {table} ({', '.join(columns)}) FROM STDIN", rows)
 
-    def reset_identities(self) -> None:
-        """Each identity continues after the highest copied id."""
+    def last_ids(self) -> dict[str, int]:
+        """The highest id each table ever gave (SQLite's AUTOINCREMENT never gives an
+        erased subscriber's id again: neither may the copy, or old links would open a
+        new person's page)."""
+        return {str(row[0]): int(row[1]) for row in self.db.execute(
+            "SELECT name, seq FROM sqlite_sequence")}
+
+    def reset_identities(self, last_ids: dict[str, int]) -> None:
+        """Each identity continues after the highest id the source ever gave."""
         for table in TABLES:
             if table != "variants":
                 self.db.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                                f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)")
+                                f"GREATEST(COALESCE((SELECT MAX(id) FROM {table}), 0), ?) "
+                                "+ 1, false)", (last_ids.get(table, 0),))

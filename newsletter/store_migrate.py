@@ -58,15 +58,16 @@ def migrate_store(settings: Settings, target: str) -> MigrateReport:
                 for table in TABLES:
                     columns, rows = source.rows_of(table)
                     into.copy_in(table, columns, rows)
-                into.reset_identities()
+                into.reset_identities(source.last_ids())
+                before, after = source.table_counts(), into.table_counts()
+                report.counts = {table: (before[table], after[table]) for table in TABLES}
+                if not report.matches:  # raised inside: the copy is rolled back
+                    raise MigrateError(f"{report.target}: the copy does not match: " +
+                                       ", ".join(f"{t} {a} -> {b}" for t, (a, b)
+                                                 in report.counts.items() if a != b))
         except DB_ERRORS as exc:
             raise StoreError(f"{report.target}: the copy failed and was rolled back: "
                              f"{exc}") from exc
-        before, after = source.table_counts(), into.table_counts()
-    report.counts = {table: (before[table], after[table]) for table in TABLES}
-    if not report.matches:
-        raise MigrateError(f"{report.target}: the copy does not match: " + ", ".join(
-            f"{t} {a} -> {b}" for t, (a, b) in report.counts.items() if a != b))
     return report
 
 

@@ -236,7 +236,10 @@ def _pool(url: str, timeout: float) -> Any:
         if url not in _pools:
             _pools[url] = ConnectionPool(url, kwargs=_connect_args(timeout), min_size=1,
                                          max_size=10, open=True, timeout=timeout,
-                                         name="newsletter")
+                                         name="newsletter",
+                                         # a connection left over a server restart is
+                                         # replaced, not handed to a request
+                                         check=ConnectionPool.check_connection)
         return _pools[url]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from newsletter.rows import Subscriber, join_categories, now_iso, split_categories
+from newsletter.rows import Subscriber, join_categories, now_iso, split_categories, storable
 from newsletter.store_backend import Row
 from newsletter.store_subscribers import SubscriberStore
 
@@ -62,7 +62,7 @@ class SignupStore(SubscriberStore):
     def finish_confirmation(self, signup_id: int, state: str, reply: str,
                             next_at: float = 0.0) -> None:
         self.db.execute("UPDATE signups SET state = ?, reply = ?, next_at = ? WHERE id = ?",
-                        (state, reply[:500], next_at, signup_id))
+                        (state, storable(reply), next_at, signup_id))
 
     def signup_state(self, signup_id: int) -> Row | None:
         row: Row | None = self.db.execute(
@@ -138,7 +138,7 @@ class SignupStore(SubscriberStore):
                 "recipient, status, detail, received_at, processed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (message_key, kind, edition_id, subscriber_id, recipient[:320], status,
-                 detail[:500], received_at, now_iso())).rowcount
+                 storable(detail), received_at, now_iso())).rowcount
             if not inserted or subscriber_id is None:
                 return None
             new: str | None = None

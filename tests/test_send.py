@@ -346,3 +346,22 @@ def test_snapshot_inserts_every_category_set_in_one_pass_and_counts_them(
     assert len(set(rows.values())) >= 2 and rows["m@example.com"] == rows["late@example.com"]
     assert rows["all@example.com"] == rows["all2@example.com"]
     assert sum(snap.variants.values()) == 6
+
+
+def test_any_reply_a_server_sends_is_journaled(settings: Settings, week: Any,
+                                               smtp_server: Any) -> None:
+    """A NUL (PostgreSQL refuses it in text) or a byte that is not UTF-8 (aiosmtplib keeps
+    it as a lone surrogate) in a reply is stored escaped; the run finishes and records
+    every result."""
+    handler, port = smtp_server
+    add(settings, ("a@example.com", "", ""), ("b@example.com", "", ""))
+    handler.refuse["b@example.com"] = "550 5.1.1 no such user\x00 here"
+    report = deliver(smtp_settings(settings, port), week)
+    assert (report.sent, report.failed, report.journal_error) == (1, 1, "")
+    with Store(settings.store_location) as store:
+        (failed,) = store.failures(1)
+        assert failed.reply == "550 5.1.1 no such user  here"
+        delivery_id = store.db.execute("SELECT id FROM deliveries WHERE email = ?",
+                                       ("b@example.com",)).fetchone()[0]
+        store.record(delivery_id, "failed", attempts=2, reply="550 unbekannt: M\udcfcller")
+        assert store.failures(1)[0].reply == "550 unbekannt: M\\udcfcller"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import newsletter.limits as limits
 from newsletter.config import Settings
 from newsletter.send import SendReport
 from newsletter.window import resolve_window
@@ -74,3 +75,13 @@ def test_stop_takes_not_one_more_message(settings: Settings, week: Any) -> None:
     report, _ = timed_run(settings, week, concurrency=1, stop_after_results=5)
     assert report.interrupted and report.sent == 5
     assert len(list((settings.outbox_dir / "new").iterdir())) == 5
+
+
+def test_hourly_cap_counts_messages_waiting_for_their_commit(
+        settings: Settings, week: Any, monkeypatch: Any) -> None:  # noqa: F811
+    """An accepted message stays in flight until its group commit: a journal read that
+    falls in between (here: before every message) does not forget it."""
+    monkeypatch.setattr(limits, "RELOAD", 0.0)
+    add(settings, *[(f"h{n}@example.com", "", "") for n in range(40)])
+    report = deliver(settings, week, per_hour=3, concurrency=8, stop_after_seconds=2)
+    assert report.sent == 3

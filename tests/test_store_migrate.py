@@ -43,6 +43,11 @@ def test_migrate_round_trip_then_the_send_resumes(settings: Settings, site: Path
                             subscriber_id=last.id, recipient=last.email, status="5.1.1",
                             detail="no such user", received_at="2025-12-22T00:00:00+00:00",
                             soft_limit=3, soft_since="2025-12-01T00:00:00+00:00")
+        with store.write() as db:  # the highest id, erased: never to be given again
+            erased = store.insert_subscriber(db, email="gone@example.com",
+                                             email_key="gone@example.com", name="",
+                                             categories=(), status="active", source="test")
+        store.erase_subscriber("gone@example.com")
         before = store.table_counts()
         sqlite_people = {s.id: s for s in store.subscribers()}
     assert all(before[t] for t in TABLES)  # every table has something to copy
@@ -65,7 +70,7 @@ def test_migrate_round_trip_then_the_send_resumes(settings: Settings, site: Path
             new_id = store.insert_subscriber(db, email="later@example.com",
                                              email_key="later@example.com", name="",
                                              categories=(), status="active", source="test")
-        assert new_id == max(sqlite_people) + 1
+        assert new_id == erased + 1 and erased > max(sqlite_people)
         assert store.bounce_counts(1)["hard"] == 1
 
     again = migrate(target)  # the target is not empty any more
