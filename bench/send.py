@@ -188,7 +188,7 @@ def child_import(folder: str) -> None:
     from newsletter.subscribers import import_csv
 
     settings = load_settings("newsletter.toml")
-    with Store(settings.store_path) as store:
+    with Store(settings.store_location) as store:
         import_csv(store, settings, Path("people.csv"))
 
 

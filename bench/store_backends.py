@@ -17,65 +17,23 @@ Needs Postfix's smtp-sink and PostgreSQL's binaries (Debian: postfix, postgresql
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent))  # the project, not an installed copy
 
-from bench.send import free_port, make_site, spread, start_sink  # noqa: E402
-
-
-def child(folder: str, workers: str) -> None:
-    """Import (not timed), then the timed snapshot and send."""
-    os.chdir(folder)
-    os.environ["NEWSLETTER_SECRET_KEY"] = "bench-secret"
-    from newsletter.config import load_settings
-    from newsletter.send import store_snapshot
-    from newsletter.send_job import SendJob
-    from newsletter.send_workers import deliver, run_workers
-    from newsletter.store import Store
-    from newsletter.subscribers import import_csv
-    from newsletter.window import resolve_window
-
-    settings = load_settings("newsletter.toml")
-    with Store(settings.store_location) as store:
-        import_csv(store, settings, Path("people.csv"))
-    window = resolve_window(tz=settings.timezone, week="2025-W51")
-    with SendJob(settings, window) as job:
-        assert job.plan is not None
-        started = time.perf_counter()
-        snapshot = store_snapshot(job.store, job.plan)
-        stored = time.perf_counter()
-        if int(workers) > 1:
-            report = run_workers(settings, snapshot.edition_id, job.options, int(workers),
-                                 tokens=job.tokens)
-        else:
-            report = asyncio.run(deliver(settings, snapshot.edition_id, job.options,
-                                         tokens=job.tokens, renderer=job.renderer,
-                                         store=job.store, started=time.time(),
-                                         observer=lambda event, report: None))
-        ended = time.perf_counter()
-    print(json.dumps({"seconds": ended - stored, "snapshot": stored - started,
-                      "sent": report.sent}))
+from bench.send import free_port, make_site, run_child, spread, start_sink  # noqa: E402
 
 
 def measure(port: int, count: int, connections: int, workers: int,
             url: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         make_site(Path(tmp), port, count, connections, store=url)
-        done = subprocess.run([sys.executable, str(HERE), "--child", tmp, str(workers)],
-                              capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise SystemExit(f"run failed:\n{done.stdout}\n{done.stderr}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+        result = run_child(["ours", tmp, str(workers)])  # bench/send.py's own send
     if result["sent"] != count:
         raise SystemExit(f"sent {result['sent']} of {count}")
     return result
@@ -89,11 +47,7 @@ def main() -> None:
     parser.add_argument("--no-fsync", action="store_true",
                         help="PostgreSQL without fsync and synchronous commits (what the "
                         "commit's flush costs; never for real data)")
-    parser.add_argument("--child", nargs=2)
     args = parser.parse_args()
-    if args.child:
-        child(*args.child)
-        return
     if shutil.which("smtp-sink") is None:
         raise SystemExit("smtp-sink not found: apt-get install postfix")
     from tests.pg import Cluster, bindir
