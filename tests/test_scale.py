@@ -127,16 +127,22 @@ def worker_pids(parent: int) -> list[int]:
     return found
 
 
+def two_workers_sending(site: Path, handler: Any, messages: int) -> subprocess.Popen[str]:
+    """`send --workers 2`, once the server has received `messages` (at most a minute)."""
+    run = subprocess.Popen([*SEND, "--workers", "2", "--concurrency", "2"], cwd=site,
+                           env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(handler.messages) < messages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return run
+
+
 def test_a_killed_workers_claims_are_taken_over(
         site: Path, write_post: Any, smtp_server: Any) -> None:
     handler, port = smtp_server
     handler.delay = 0.001
     people = prepare(site, write_post, port, 2000)
-    run = subprocess.Popen([*SEND, "--workers", "2", "--concurrency", "2"], cwd=site,
-                           env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(handler.messages) < 300 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    run = two_workers_sending(site, handler, 300)
     workers = worker_pids(run.pid)
     assert len(workers) == 2, workers
     os.kill(workers[0], signal.SIGKILL)
@@ -191,11 +197,7 @@ def test_sigterm_stops_every_worker_and_a_resume_finishes_once(
     handler, port = smtp_server
     handler.delay = 0.002
     people = prepare(site, write_post, port, 1500)
-    run = subprocess.Popen([*SEND, "--workers", "2", "--concurrency", "2"], cwd=site,
-                           env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while len(handler.messages) < 200 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    run = two_workers_sending(site, handler, 200)
     run.send_signal(signal.SIGTERM)  # to the parent only: it stops its workers
     out, err = run.communicate(timeout=120)
     assert run.returncode == 1, out + err
