@@ -178,8 +178,8 @@ class _Composer:
         rules = UrlRules.build(settings.stories.host_aliases,
                                settings.stories.tracking or DEFAULT_TRACKING)
         self.clustering = cluster(
-            [Mention(i.headline, web_url(i.url), n) for i, n in self.mentions], rules,
-            settings.stories.similarity)
+            [Mention(i.headline, web_url(i.url), n, i.summary_text) for i, n in self.mentions],
+            rules, settings.stories.similarity)
         router = Router(settings.categories)
         self.routes = [router.route(i.headline, i.summary_text, i.section, digests[n].categories)
                        for i, n in self.mentions]

@@ -23,7 +23,18 @@ from newsletter.urls import DEFAULT_RULES, UrlRules, is_site_root, normalize_url
 SAME_STORY = 82  # headline similarity (0-100) that makes two mentions one story
 SAME_PAGE_DIFFERENT_STORY = 45  # below this, two headlines on one page contradict it
 SAME_HUB_STORY = 60  # two headlines on one hub page, from different digests
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.'’-][a-z0-9]+)*|[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
+# a Latin word, a CJK character, or a word of another script (Arabic, Devanagari, Cyrillic…)
+_TOKEN = re.compile(rf"[a-z0-9]+(?:[.'’-][a-z0-9]+)*|[{_CJK}]"
+                    rf"|[^\s\x00-\u02ff\u2000-\u2bff\u3000-\u303f{_CJK}\uff00-\uffef"
+                    rf"\U0001f000-\U0001ffff]+")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+# a summary's first clause: for a headline in another script, often its translation
+_FIRST_CLAUSE = re.compile(r"[^\n，。；：！？,.;:!?]+")
+_HASHTAG = re.compile(r"(?<![\w&])#\w{4,}")  # "#LabourOut", not "#1" or "&#39;"
+SUMMARY_READ = 300  # how much of a summary is read: its opening says what it is about
+POINT_TOKENS = 8  # a headline this long found in another's summary is one of its points
+SAME_POINT = 90  # how nearly (0-100) the summary must contain it
 _ORDINAL = re.compile(r"^\s*(?:[(（]?\d{1,3}[.、)）](?!\d)|#\d{1,3}\s)\s*")  # "7. ", "(3)"
 # "バレンタイン（情人节）", "人生逆転（人生逆转）": a name glossed, each side a name of the story
 _GLOSSED = re.compile(r"^(?P<name>[^（(]+?)\s*[（(](?P<gloss>[^）)]+)[）)]\s*$")
@@ -34,6 +45,7 @@ class Mention:
     headline: str
     url: str | None
     digest: int  # which digest of the window told it
+    summary: str = ""  # plain text
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,14 @@ def headline_names(text: str) -> list[str]:
         names += [headline_tokens(glossed["name"]), headline_tokens(glossed["gloss"])]
     return [n for n in names if n]
 
+
+def translation(headline: str, summary: str) -> str:
+    """For a headline with no CJK whose summary opens in CJK ("Valentine's Day":
+    "情人节持续18小时"), that opening clause: often the digest's own translation."""
+    opening = _FIRST_CLAUSE.match(unicodedata.normalize("NFKC", summary).lstrip(" -*•\n"))
+    if opening and not _HAS_CJK.search(headline) and _HAS_CJK.match(opening[0]):
+        return headline_tokens(opening[0])
+    return ""
 
 
 def similarity(a: str, b: str) -> float:
@@ -101,11 +121,18 @@ def cluster(mentions: Sequence[Mention], rules: UrlRules = DEFAULT_RULES,
     for i, m in enumerate(mentions):
         if m.url:
             pages[normalize_url(m.url, rules)].append(i)
+    # a hashtag that heads a mention names its trend as a link names a page, wherever
+    # another mention writes it; one only written in summaries is a passing mention
+    tagged = [_hashtags(m.headline) for m in mentions]
+    headed = set().union(*tagged)
+    for i, m in enumerate(mentions):
+        for tag in sorted((tagged[i] | _hashtags(m.summary[:SUMMARY_READ])) & headed):
+            pages[tag].append(i)
     hubs = {page for page, members in pages.items() if _is_hub(page, members, mentions, tokens)}
     for page, members in pages.items():
         if page not in hubs:
             for other in members[1:]:
-                union(members[0], other, f"same page {page}")
+                union(members[0], other, f"same {'hashtag' if page[0] == '#' else 'page'} {page}")
             continue
         for k, a in enumerate(members):  # on a hub, a shared link still supports a merge
             for b in members[k + 1:]:
@@ -119,16 +146,24 @@ def cluster(mentions: Sequence[Mention], rules: UrlRules = DEFAULT_RULES,
             union(same_words[name], i, "same headline")
     _merge_near_duplicates(names, threshold, union)
     _join_short_names(names, find, union)
+    _join_translations(names, [translation(m.headline, m.summary[:SUMMARY_READ])
+                               for m in mentions], threshold, find, union)
+    _join_summary_points(tokens, [headline_tokens(m.summary[:SUMMARY_READ]) for m in mentions],
+                         find, union)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[find(i)].append(i)
     return Clustering(sorted(groups.values()), merges, hubs)
 
 
+def _hashtags(text: str) -> set[str]:
+    return {t.casefold() for t in _HASHTAG.findall(unicodedata.normalize("NFKC", text))}
+
+
 def _is_hub(page: str, members: list[int], mentions: Sequence[Mention], tokens: list[str]
             ) -> bool:
     """A front page, or a page given dissimilar headlines inside one digest."""
-    if is_site_root("https://" + page):
+    if not page.startswith("#") and is_site_root("https://" + page):
         return True
     by_digest: dict[int, list[int]] = defaultdict(list)
     for i in members:
@@ -160,9 +195,62 @@ def _join_short_names(names: list[tuple[int, str]], find: object, union: object)
             names_in[j].add(name)
     # the longest names first: "Thomas Massie" joins its story before "Massie" looks
     for (i, name), found in sorted(naming.items(), key=lambda kv: -len(kv[0][1])):
-        stories = {find(j) for j in found}
+        stories = {find(j) for j in found} - {find(i)}  # its own glosses name it too
         if len(stories) == 1 and all(len(_outermost(names_in[j])) == 1 for j in found):
             union(stories.pop(), i, f"name {name}")
+
+
+def _join_translations(names: list[tuple[int, str]], translations: list[str],
+                       threshold: float, find: object, union: object) -> None:
+    """A headline in another script joins the one story whose CJK headline its
+    translation is, names first ("情人节" of "バレンタイン（情人节）"), or nearly is. A
+    translation that fits several stories is a description ("足球运动员"), not a name."""
+    assert callable(find) and callable(union)
+    cjk = [(j, name) for j, name in names if _HAS_CJK.search(name)]
+    texts = [name for _, name in cjk]
+    opening: dict[str, list[int]] = defaultdict(list)  # first word -> names, for containment
+    for k, name in enumerate(texts):
+        if len(name.split()) >= 2:
+            opening[name.split()[0]].append(k)
+    for i, said in enumerate(translations):
+        if not said:
+            continue
+        padded = f" {said} "
+        fitting = {k for scorer in (fuzz.ratio, fuzz.token_sort_ratio)
+                   for _, _, k in process.extract(said, texts, scorer=scorer,
+                                                  score_cutoff=threshold, limit=None)}
+        fitting.update(k for word in set(said.split()) for k in opening[word]
+                       if _contains(padded, f" {texts[k]} "))
+        fits = {find(cjk[k][0]): cjk[k][0] for k in sorted(fitting) if cjk[k][0] != i}
+        fits.pop(find(i), None)
+        if len(fits) == 1:
+            union(fits.popitem()[1], i, f"translated {said.replace(' ', '')}")
+
+
+def _join_summary_points(headlines: list[str], summaries: list[str], find: object,
+                         union: object) -> None:
+    """A long headline that another mention's summary nearly contains is one of that
+    story's points ("连接政府、科技公司与非营利组织" under "J-PAL启动AI扶贫计划", whose
+    summary reads "连接政府、科技公司和非营利组织，…"): a digest that gave the story's
+    points as items of their own. Only when one other story's summary holds it."""
+    assert callable(find) and callable(union)
+    holding_word: dict[str, set[int]] = defaultdict(set)
+    for j, summary in enumerate(summaries):
+        if len(summary.split()) >= POINT_TOKENS:
+            for word in summary.split():
+                holding_word[word].add(j)
+    for i, headline in enumerate(headlines):
+        words = [w for w in set(headline.split()) if w in holding_word]
+        if len(headline.split()) < POINT_TOKENS or not words:
+            continue
+        # a summary that nearly holds the headline holds one of its three rarest words
+        rarest = sorted(words, key=lambda w: (len(holding_word[w]), w))[:3]
+        holding = {find(j): j for j in sorted(set().union(*(holding_word[w] for w in rarest)))
+                   if j != i and len(summaries[j]) >= len(headline)
+                   and fuzz.partial_ratio(headline, summaries[j]) >= SAME_POINT}
+        holding.pop(find(i), None)
+        if len(holding) == 1:
+            union(holding.popitem()[1], i, "point of its summary")
 
 
 def _outermost(names: set[str]) -> set[str]:

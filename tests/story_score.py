@@ -19,7 +19,7 @@ def load_mentions(week: Path) -> tuple[list[dict[str, object]], list[Mention]]:
     raw = json.loads((week / "mentions.json").read_text(encoding="utf-8"))
     digests = {d: n for n, d in enumerate(dict.fromkeys(str(m["digest"]) for m in raw))}
     return raw, [Mention(str(m["headline"]), m["url"] and str(m["url"]),  # type: ignore[arg-type]
-                         digests[str(m["digest"])]) for m in raw]
+                         digests[str(m["digest"])], str(m["summary"] or "")) for m in raw]
 
 
 def pairs(groups: list[list[int]]) -> set[tuple[int, int]]:

@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")
 WINDOW = resolve_window(tz=TZ, week="2025-W51")
 
-# Pairwise recall the issue asks for is 0.80. The gaarry week is a link-less trending
-# digest whose topics are named in several languages ("Valentine's Day", "バレンタイン",
-# "情人节话题"): string similarity cannot join those, so its floor is what we reach (0.60).
-RECALL = {"hextra-2025-W49": 0.80, "julynotebook-2026-W09": 0.80, "gaarry-2026-W07": 0.55}
+# Pairwise recall the issue asks for is 0.80, reached over all weeks together. The gaarry
+# week is a link-less trending digest whose topics are named in several languages and in
+# paraphrases ("LDP Secures Record Supermajority" / "高市早苗领导的自民党…" / "日本政治受关注"):
+# what strings, summaries and hashtags join there is 0.77, so its floor is 0.75.
+RECALL = {"hextra-2025-W49": 0.80, "julynotebook-2026-W09": 0.80, "gaarry-2026-W07": 0.75}
 
 
 @pytest.mark.parametrize("week", [w.name for w in weeks()])
@@ -45,7 +46,7 @@ def test_clustering_against_hand_labelled_pairs(week: str) -> None:
     assert not same_link
 
 
-def test_clustering_precision_over_all_weeks() -> None:
+def test_clustering_over_all_weeks() -> None:
     found_all = gold_all = hits = 0
     for week in weeks():
         _, mentions = load_mentions(week)
@@ -53,7 +54,7 @@ def test_clustering_precision_over_all_weeks() -> None:
         found_all, gold_all, hits = found_all + len(found), gold_all + len(gold), \
             hits + len(found & gold)
     assert len(weeks()) >= 3
-    assert hits / found_all >= 0.95
+    assert hits / found_all >= 0.95 and hits / gold_all >= 0.80
 
 
 def _routing(week: Path) -> tuple[Router, dict[str, dict[str, object]], dict[str, list[str]],
@@ -173,11 +174,46 @@ def test_near_duplicates_merge_across_links_but_not_across_numbers(settings: Set
     (["Massie", "Thomas Massie", "Thomas Massie 发言"], [[0, 1, 2]]),
     (["Orca", "Orca ships a planner", "Orca raises $2B in funding"], [[0], [1], [2]]),
     (["InterJuve", "Valverde", "足球：InterJuve、Valverde"], [[0], [1], [2]]),
+    # a glossed name joins the story naming it, though its own headlines name it too
+    (["ギャバン（Gavan）", "ギャバン（Gavan）", "日本特摄剧 Gavan"], [[0, 1, 2]]),
+    # words of other scripts count: two Arabic hashtags under one region are two stories
+    (["中东地区：#سداد_قروض", "中东地区：#عتق_رقبه"], [[0], [1]]),
 ])
 def test_numbering_glosses_openings_and_short_names(headlines: list[str],
                                                     groups: list[list[int]]) -> None:
     mentions = [Mention(h, None, n) for n, h in enumerate(headlines)]
     assert cluster(mentions).groups == groups
+
+
+@pytest.mark.parametrize(("told", "groups"), [
+    # a headline in another script, its summary opening with the digest's translation
+    ([("バレンタイン（情人节）", ""), ("Valentine's Day", "情人节持续18小时"),
+      ("Super Bowl LX", "超级碗比赛")], [[0, 1], [2]]),
+    # a translation that fits several stories describes, it does not name
+    ([("Kalulu", "足球运动员"), ("Lali 足球运动员", ""), ("Guede 足球运动员", "")],
+     [[0], [1], [2]]),
+    # a story's points given as items of their own, found in another digest's summary
+    ([("J-PAL启动AI扶贫计划", "连接政府、科技公司和非营利组织，评估和改进AI解决方案"),
+      ("连接政府、科技公司与非营利组织", ""), ("评估并改进AI解决方案", ""),
+      ("连接开发者与开源社区", "")], [[0, 1, 2], [3]]),
+    # a hashtag names its trend wherever it is written
+    ([("#LabourOut", "Calls for opposition"), ("英国工党面临大选呼声", "#LabourOut 冲上热搜"),
+      ("#GeneralElectionNow", "")], [[0, 1], [2]]),
+])
+def test_summaries_translations_points_and_hashtags(told: list[tuple[str, str]],
+                                                    groups: list[list[int]]) -> None:
+    mentions = [Mention(h, None, n, summary) for n, (h, summary) in enumerate(told)]
+    assert cluster(mentions).groups == groups
+
+
+def test_a_hashtag_names_a_trend_only_from_a_headline_and_only_one() -> None:
+    # #OpenAI heads no mention: written in summaries only, it names nothing
+    mentions = [Mention("OpenAI ships a browser", None, 0, "#OpenAI 新产品"),
+                Mention("Anthropic ships Claude 5", None, 1, "#OpenAI 的对手"),
+                Mention("#Samsung launches a fridge with a screen", None, 2),
+                Mention("#Samsung 股价下跌三成", None, 2),  # dissimilar: a hub, as a link would be
+                Mention("Chips", None, 3, "#Samsung 芯片")]
+    assert cluster(mentions).groups == [[0], [1], [2], [3], [4]]
 
 
 def test_standing_items_never_top(settings: Settings) -> None:
