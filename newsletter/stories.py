@@ -148,8 +148,9 @@ def cluster(mentions: Sequence[Mention], rules: UrlRules = DEFAULT_RULES,
     _join_short_names(names, find, union)
     _join_translations(names, [translation(m.headline, m.summary[:SUMMARY_READ])
                                for m in mentions], threshold, find, union)
-    _join_summary_points(tokens, [headline_tokens(m.summary[:SUMMARY_READ]) for m in mentions],
-                         find, union)
+    _join_summary_points([t if not m.url and not m.summary.strip() else "" for t, m in
+                          zip(tokens, mentions)],
+                         [headline_tokens(m.summary[:SUMMARY_READ]) for m in mentions], find, union)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[find(i)].append(i)
@@ -210,7 +211,7 @@ def _join_translations(names: list[tuple[int, str]], translations: list[str],
     texts = [name for _, name in cjk]
     opening: dict[str, list[int]] = defaultdict(list)  # first word -> names, for containment
     for k, name in enumerate(texts):
-        if len(name.split()) >= 2:
+        if len(name.split()) >= 3:  # "泰国" opens "泰国电视剧" and "泰国明星" alike
             opening[name.split()[0]].append(k)
     for i, said in enumerate(translations):
         if not said:
@@ -227,19 +228,20 @@ def _join_translations(names: list[tuple[int, str]], translations: list[str],
             union(fits.popitem()[1], i, f"translated {said.replace(' ', '')}")
 
 
-def _join_summary_points(headlines: list[str], summaries: list[str], find: object,
+def _join_summary_points(points: list[str], summaries: list[str], find: object,
                          union: object) -> None:
-    """A long headline that another mention's summary nearly contains is one of that
-    story's points ("连接政府、科技公司与非营利组织" under "J-PAL启动AI扶贫计划", whose
-    summary reads "连接政府、科技公司和非营利组织，…"): a digest that gave the story's
-    points as items of their own. Only when one other story's summary holds it."""
+    """A bare line (no summary, no link) that another mention's summary nearly contains
+    is one of that story's points ("连接政府、科技公司与非营利组织" under "J-PAL启动AI扶贫
+    计划", whose summary reads "连接政府、科技公司和非营利组织，…"): a digest that gave the
+    story's points as items of their own. `points` holds the bare lines' tokens, "" for
+    the rest. Only when one other story's summary holds it."""
     assert callable(find) and callable(union)
     holding_word: dict[str, set[int]] = defaultdict(set)
     for j, summary in enumerate(summaries):
         if len(summary.split()) >= POINT_TOKENS:
             for word in summary.split():
                 holding_word[word].add(j)
-    for i, headline in enumerate(headlines):
+    for i, headline in enumerate(points):
         words = [w for w in set(headline.split()) if w in holding_word]
         if len(headline.split()) < POINT_TOKENS or not words:
             continue

@@ -192,10 +192,16 @@ def test_numbering_glosses_openings_and_short_names(headlines: list[str],
     # a translation that fits several stories describes, it does not name
     ([("Kalulu", "足球运动员"), ("Lali 足球运动员", ""), ("Guede 足球运动员", "")],
      [[0], [1], [2]]),
-    # a story's points given as items of their own, found in another digest's summary
+    # nor does a two-character name opening it: "泰国" opens any Thai thing
+    ([("泰国", ""), ("KENG WITH FERRARI", "泰国明星"), ("DUANG WITH YOU", "泰国综艺")],
+     [[0], [1], [2]]),
+    # a story's points given as bare lines, found in another digest's summary
     ([("J-PAL启动AI扶贫计划", "连接政府、科技公司和非营利组织，评估和改进AI解决方案"),
       ("连接政府、科技公司与非营利组织", ""), ("评估并改进AI解决方案", ""),
       ("连接开发者与开源社区", "")], [[0, 1, 2], [3]]),
+    # an item with a summary of its own is a story, though another summary names it
+    ([("孟加拉国新总理就职", "这是印度与孟加拉国关系的重要转折点"),
+      ("印度与孟加拉国关系", "分析师探讨印度能否修复与孟加拉国的关系")], [[0], [1]]),
     # a hashtag names its trend wherever it is written
     ([("#LabourOut", "Calls for opposition"), ("英国工党面临大选呼声", "#LabourOut 冲上热搜"),
       ("#GeneralElectionNow", "")], [[0, 1], [2]]),
