@@ -1,11 +1,13 @@
-"""Which mentions are one story: link identity, hubs and near-duplicate headlines.
+"""Which mentions are one story: link identity, hubs, near-duplicate headlines, summaries.
 
 Two mentions are one story when their links name the same page and that page is not a
 *hub* (a site's front page, or a page one digest gives several different headlines: an
-aggregator or a placeholder), or when their headlines are near-duplicates (the same event
-told by another source under another link). Headlines are compared as sequences of
-tokens where a CJK character is a token and a Latin word is one, so Chinese and English
-are measured alike. Every merge keeps its reason, for `digests --stories`.
+aggregator or a placeholder), when their headlines are near-duplicates (the same event
+told by another source under another link), or when a summary ties them: the digest's
+own translation of a headline in another script, a story's point given as a bare line,
+a trend's hashtag. Headlines are compared as sequences of tokens where a CJK character
+is a token and a word of another script is one, so Chinese and English are measured
+alike. Every merge keeps its reason, for `digests --stories`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
@@ -38,6 +40,10 @@ SAME_POINT = 90  # how nearly (0-100) the summary must contain it
 _ORDINAL = re.compile(r"^\s*(?:[(（]?\d{1,3}[.、)）](?!\d)|#\d{1,3}\s)\s*")  # "7. ", "(3)"
 # "バレンタイン（情人节）", "人生逆転（人生逆转）": a name glossed, each side a name of the story
 _GLOSSED = re.compile(r"^(?P<name>[^（(]+?)\s*[（(](?P<gloss>[^）)]+)[）)]\s*$")
+
+
+Find = Callable[[int], int]  # a mention's story so far
+Union = Callable[[int, int, str], None]  # join two mentions' stories, saying why
 
 
 @dataclass(frozen=True)
@@ -148,9 +154,10 @@ def cluster(mentions: Sequence[Mention], rules: UrlRules = DEFAULT_RULES,
     _join_short_names(names, find, union)
     _join_translations(names, [translation(m.headline, m.summary[:SUMMARY_READ])
                                for m in mentions], threshold, find, union)
-    _join_summary_points([t if not m.url and not m.summary.strip() else "" for t, m in
-                          zip(tokens, mentions)],
-                         [headline_tokens(m.summary[:SUMMARY_READ]) for m in mentions], find, union)
+    bare = [t if not m.url and not m.summary.strip() else ""
+            for t, m in zip(tokens, mentions, strict=True)]
+    _join_summary_points(bare, [headline_tokens(m.summary[:SUMMARY_READ]) for m in mentions],
+                         find, union)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[find(i)].append(i)
@@ -177,12 +184,11 @@ def _is_hub(page: str, members: list[int], mentions: Sequence[Mention], tokens: 
     return False
 
 
-def _join_short_names(names: list[tuple[int, str]], find: object, union: object) -> None:
+def _join_short_names(names: list[tuple[int, str]], find: Find, union: Union) -> None:
     """A headline that is only a name ("Massie", "Veo 3.1", "AlphaFold") is the story
     of the headlines naming it, when those are all one story; a name found in several
     stories ("OpenAI"), or in a headline naming several ("InterJuve、Valverde"), stays
     apart."""
-    assert callable(find) and callable(union)
     padded = [(i, f" {t} ") for i, t in names]
     naming: dict[tuple[int, str], list[int]] = {}
     for i, name in names:
@@ -202,11 +208,10 @@ def _join_short_names(names: list[tuple[int, str]], find: object, union: object)
 
 
 def _join_translations(names: list[tuple[int, str]], translations: list[str],
-                       threshold: float, find: object, union: object) -> None:
+                       threshold: float, find: Find, union: Union) -> None:
     """A headline in another script joins the one story whose CJK headline its
     translation is, names first ("情人节" of "バレンタイン（情人节）"), or nearly is. A
     translation that fits several stories is a description ("足球运动员"), not a name."""
-    assert callable(find) and callable(union)
     cjk = [(j, name) for j, name in names if _HAS_CJK.search(name)]
     texts = [name for _, name in cjk]
     opening: dict[str, list[int]] = defaultdict(list)  # first word -> names, for containment
@@ -222,20 +227,19 @@ def _join_translations(names: list[tuple[int, str]], translations: list[str],
                                                   score_cutoff=threshold, limit=None)}
         fitting.update(k for word in set(said.split()) for k in opening[word]
                        if _contains(padded, f" {texts[k]} "))
-        fits = {find(cjk[k][0]): cjk[k][0] for k in sorted(fitting) if cjk[k][0] != i}
+        fits = {find(cjk[k][0]): cjk[k][0] for k in sorted(fitting)}
         fits.pop(find(i), None)
         if len(fits) == 1:
             union(fits.popitem()[1], i, f"translated {said.replace(' ', '')}")
 
 
-def _join_summary_points(points: list[str], summaries: list[str], find: object,
-                         union: object) -> None:
+def _join_summary_points(points: list[str], summaries: list[str], find: Find,
+                         union: Union) -> None:
     """A bare line (no summary, no link) that another mention's summary nearly contains
     is one of that story's points ("连接政府、科技公司与非营利组织" under "J-PAL启动AI扶贫
     计划", whose summary reads "连接政府、科技公司和非营利组织，…"): a digest that gave the
     story's points as items of their own. `points` holds the bare lines' tokens, "" for
     the rest. Only when one other story's summary holds it."""
-    assert callable(find) and callable(union)
     holding_word: dict[str, set[int]] = defaultdict(set)
     for j, summary in enumerate(summaries):
         if len(summary.split()) >= POINT_TOKENS:
@@ -273,10 +277,9 @@ def _numbers(tokens: str) -> tuple[str, ...]:
     return tuple(t for t in tokens.split() if any(c.isdigit() for c in t))
 
 
-def _merge_near_duplicates(names: list[tuple[int, str]], threshold: float, union: object
+def _merge_near_duplicates(names: list[tuple[int, str]], threshold: float, union: Union
                            ) -> None:
     """Union every pair of headlines (three tokens or more) at or above `threshold`."""
-    assert callable(union)
     indexed = [(i, t) for i, t in names if len(t.split()) >= 3]
     texts = [t for _, t in indexed]
     for a, text in enumerate(texts):
