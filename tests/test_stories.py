@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")
 WINDOW = resolve_window(tz=TZ, week="2025-W51")
 
-# Pairwise recall the issue asks for is 0.80, reached over all weeks together. The gaarry
+# Pairwise recall the issue asks for is 0.80, over all weeks together (0.803: 572 marked
+# pairs found, 570 needed, so a change that loses three fails here). The gaarry
 # week is a link-less trending digest whose topics are named in several languages and in
 # paraphrases ("LDP Secures Record Supermajority" / "高市早苗领导的自民党…" / "日本政治受关注"):
 # what strings, summaries and hashtags join there is 0.77, so its floor is 0.75.
