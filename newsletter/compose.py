@@ -203,7 +203,10 @@ class _Composer:
 
     def story(self, group: list[int], standing_at: int) -> Story:
         members = sorted(group, key=lambda m: (self.links[self.mentions[m][1]].date, m))
-        first = self.mentions[members[0]][0]
+        # the earliest mention that tells the story heads it, not a bare line of its points
+        told = [m for m in members
+                if self.mentions[m][0].url or self.mentions[m][0].summary_text.strip()]
+        first = self.mentions[(told or members)[0]][0]
         fullest = max((self.mentions[m][0] for m in members), key=lambda i: len(i.summary_md))
         pages: dict[str, tuple[str, str]] = {}  # normalized -> (source or host, url)
         for m in members:

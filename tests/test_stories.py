@@ -85,9 +85,10 @@ def test_category_routing_accuracy() -> None:
     assert right / decisions >= 0.85  # per (story, category) decision
 
 
-def item(headline: str, url: str | None = None, section: str | None = None) -> Item:
-    return Item(headline=headline, url=url, source=None, summary_md="", summary_text="",
-                section=section)
+def item(headline: str, url: str | None = None, section: str | None = None,
+         summary: str = "") -> Item:
+    return Item(headline=headline, url=url, source=None, summary_md=summary,
+                summary_text=summary, section=section)
 
 
 def digest(day: int, items: list[Item], categories: tuple[str, ...] = ()) -> Digest:
@@ -203,14 +204,49 @@ def test_numbering_glosses_openings_and_short_names(headlines: list[str],
     # an item with a summary of its own is a story, though another summary names it
     ([("孟加拉国新总理就职", "这是印度与孟加拉国关系的重要转折点"),
       ("印度与孟加拉国关系", "分析师探讨印度能否修复与孟加拉国的关系")], [[0], [1]]),
-    # a hashtag names its trend wherever it is written
-    ([("#LabourOut", "Calls for opposition"), ("英国工党面临大选呼声", "#LabourOut 冲上热搜"),
+    # a hashtag names its trend wherever it is written, also run into CJK text
+    ([("#LabourOut", "Calls for opposition"), ("英国工党面临大选呼声", "#LabourOut冲上热搜"),
       ("#GeneralElectionNow", "")], [[0, 1], [2]]),
+    # several different headlines translating into one story: it is their topic
+    ([("特朗普", ""), ("Tariffs on EU cars", "特朗普签署对欧盟汽车加征关税的行政令"),
+      ("Crypto pardon", "特朗普赦免加密货币创始人"), ("Busan summit", "特朗普与习近平在釜山会晤")],
+     [[0], [1], [2], [3]]),
+    # a translation joins a headline it opens with, not one it holds further in
+    ([("AI手机", ""), ("Galaxy S26 launch", "三星发布新款AI手机Galaxy S26"),
+      ("Honor Magic 8", "荣耀推出AI手机Magic 8")], [[0], [1], [2]]),
+    # issue and pull-request numbers, a link's fragment: no hashtags
+    ([("vLLM merges PR #12345", ""), ("Transformers fixes bug #12345", ""),
+      ("uv 0.9 released", "https://docs.example/uv/#installation"),
+      ("#installation tips", "")], [[0], [1], [2], [3]]),
+    # emoji and symbols are no words: two emoji-only headlines are not one headline
+    ([("❤️", ""), ("⚠️", "")], [[0], [1]]),
 ])
 def test_summaries_translations_points_and_hashtags(told: list[tuple[str, str]],
                                                     groups: list[list[int]]) -> None:
     mentions = [Mention(h, None, n, summary) for n, (h, summary) in enumerate(told)]
     assert cluster(mentions).groups == groups
+
+
+def test_a_hashtag_that_different_stories_write_in_passing_names_none() -> None:
+    mentions = [Mention("#OpenAI", None, 0, "话题热度"),
+                Mention("Anthropic ships Claude 5", None, 1, "对标 #OpenAI 的新模型"),
+                Mention("Microsoft renegotiates", None, 2, "与 #OpenAI 的合作协议重新谈判")]
+    assert cluster(mentions).groups == [[0], [1], [2]]
+
+
+def test_a_summary_cut_does_not_shorten_a_hashtag() -> None:
+    long = "话" * 292 + " #LabourOut"  # the 300-character cut leaves "#Labour"
+    mentions = [Mention("#Labour", None, 0), Mention("Rally", None, 1, long)]
+    assert cluster(mentions).groups == [[0], [1]]
+
+
+def test_a_bare_point_never_heads_its_story(settings: Settings) -> None:
+    edition = compose([
+        digest(15, [item("连接政府、科技公司与非营利组织", None)]),
+        digest(16, [item("J-PAL启动AI扶贫计划", None,
+                         summary="连接政府、科技公司和非营利组织，评估和改进AI解决方案")]),
+    ], settings, WINDOW)
+    assert [s.headline for s in edition.stories] == ["J-PAL启动AI扶贫计划"]
 
 
 def test_a_hashtag_names_a_trend_only_from_a_headline_and_only_one() -> None:
