@@ -124,7 +124,8 @@ class PgCursor:
         return self.cursor.fetchall()
 
     def __iter__(self) -> Iterator[PgRow]:
-        return iter(self.cursor.fetchall())
+        # rows made one at a time from the result psycopg holds, not a second list of them
+        return iter(self.cursor)
 
 
 class PgConnection:

@@ -11,6 +11,9 @@ from newsletter.rows import Subscriber, join_categories, now_iso, split_categori
 from newsletter.store_backend import Connection
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+# subscribers read per query when listing: enough to amortize a round trip, few enough
+# to keep memory flat at any list size
+PAGE = 1000
 
 
 class SubscriberStore:
@@ -101,18 +104,26 @@ class SubscriberStore:
 
     def subscribers(self, *, status: str | None = None,
                     category: str | None = None) -> Iterator[Subscriber]:
-        sql, args = "SELECT * FROM subscribers", []
-        clauses = []
+        """In id order, a page at a time: memory stays bounded on both backends (psycopg
+        would hold a whole result in memory), and no cursor stays open between pages, so
+        the caller may use the store while it iterates."""
+        clauses, args = ["id > ?"], []
         if status:
             clauses.append("status = ?")
             args.append(status)
         if category:
             clauses.append("(categories = '' OR ';' || categories || ';' LIKE ?)")
             args.append(f"%;{category};%")
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        for row in self.db.execute(sql + " ORDER BY id", args):
-            yield Subscriber.from_row(row)
+        sql = (f"SELECT * FROM subscribers WHERE {' AND '.join(clauses)} "
+               "ORDER BY id LIMIT ?")
+        last = 0  # ids start at 1 on both backends
+        while True:
+            page = self.db.execute(sql, (last, *args, PAGE)).fetchall()
+            for row in page:
+                yield Subscriber.from_row(row)
+            if len(page) < PAGE:
+                return
+            last = page[-1]["id"]
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Subscribers per status, and active subscribers per chosen category ('' = all)."""
