@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
+import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
@@ -342,6 +344,22 @@ def export_csv(store: Store, out: IO[str]) -> int:
             sub.source)])
         count += 1
     return count
+
+
+def json_listing(found: Iterable[Subscriber], counts: dict[str, Any]) -> Iterator[str]:
+    """`{"subscribers": […], "counts": {…}}` exactly as `json.dumps(indent=2)` writes it,
+    a subscriber at a time: a list of any length in bounded memory."""
+    yield '{\n  "subscribers": ['
+    separator = "\n"
+    for sub in found:
+        yield separator + _indented(sub.to_dict(), "    ")
+        separator = ",\n"
+    yield ("]" if separator == "\n" else "\n  ]") + ',\n  "counts": ' \
+        + _indented(counts, "  ").lstrip() + "\n}"
+
+
+def _indented(value: Any, prefix: str) -> str:
+    return textwrap.indent(json.dumps(value, ensure_ascii=False, indent=2), prefix)
 
 
 def subscriber_line(sub: Subscriber) -> str:

@@ -1,6 +1,7 @@
 """Listing a page of subscribers at a time, on both stores: the same output at any page
 size, page edges included."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,21 @@ def test_the_store_can_be_written_while_listing(settings: Settings, site: Path,
         for sub in store.subscribers(status="active"):
             store.set_status(sub.id, "unsubscribed")  # between pages, on one connection
         assert [s.status for s in store.subscribers()] == ["unsubscribed"] * 5
+
+
+@pytest.mark.parametrize("count", [0, 1, 4])
+def test_json_listing_is_what_json_dumps_writes(settings: Settings, site: Path, count: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(newsletter.store_subscribers, "PAGE", 3)
+    (site / "in.csv").write_text("email,name,categories\n" + "".join(
+        f'r{n}@example.com,"Ré ""{n}"", \\\\",{"robots;apps" if n % 2 else ""}\n'
+        for n in range(count)), encoding="utf-8")
+    run("subscribers", "import", "in.csv")
+    listed = run("subscribers", "list", "--json").output
+    with Store(settings.store_location) as store:
+        by_status, by_category = store.counts()
+        expected = json.dumps({"subscribers": [s.to_dict() for s in store.subscribers()],
+                               "counts": {"status": by_status, "category": by_category}},
+                              ensure_ascii=False, indent=2)
+    assert listed == expected + "\n"
+    assert len(json.loads(listed)["subscribers"]) == count
