@@ -162,7 +162,7 @@ class PgConnection:
         either way a batch is not a round trip a row."""
         rows = [tuple(p) for p in parameters]
         try:
-            if rows and _VALUES_ROW.search(sql):
+            if rows and _VALUES_ROW.match(sql):
                 per = max(1, MAX_PARAMETERS // len(rows[0]))
                 for start in range(0, len(rows), per):
                     batch = rows[start:start + per]

@@ -278,7 +278,7 @@ def _import_chunk(store: Store, settings: Settings, db: Connection,
     for (line, row), found in zip(rows, addresses, strict=True):
         try:
             if isinstance(found, SubscriberError):
-                raise found
+                raise found  # reported in its line's turn, as every other row problem
             _import_row(chunk, settings, row, found, (label, line), update, report)
         except SubscriberError as exc:
             report.problems.append(RowProblem(label, line, str(exc)))
