@@ -1,8 +1,9 @@
 """Import and export subscribers on SQLite and PostgreSQL: time, rows per second, memory.
 
 Every figure comes from a fresh child process, so each has its own peak RSS: an import
-into an empty store (3,000 rows, for the per-3,000 figure, then the two list sizes), and
-an export of that store alone (its max RSS is the export's, not the import's). Rounds
+into an empty store (3,000 rows, for the per-3,000 figure, then `--update` of all of them
+with new names, categories and statuses; then the two list sizes), and an export of that
+store alone (its max RSS is the export's, not the import's). Rounds
 interleave the backends (SQLite, PostgreSQL, SQLite, …) and print medians and ranges,
 and the large/small ratio (both stream: the target is at most 1.5). A separate traced
 pass (tracemalloc slows the import several times) gives the Python heap's peaks.
@@ -46,12 +47,16 @@ IMPORT_ROWS = 3000
 Figures = dict[str, float]
 
 
-def write_csv(path: Path, rows: int) -> None:
+def write_csv(path: Path, rows: int, *, changed: bool = False) -> None:
+    """`rows` readers; `changed`: the same readers renamed, in other categories and
+    statuses (for `--update`)."""
     cats = ["models", "robots;apps", "", "apps"]
+    statuses = ["pending", "unsubscribed"] if changed else ["active"]
     with path.open("w", encoding="utf-8") as out:
         out.write("email,name,categories,status\n")
         for n in range(rows):
-            out.write(f"reader{n}@example.net,Reader {n},{cats[n % 4]},active\n")
+            out.write(f"reader{n}@example.net,{'Renamed' if changed else 'Reader'} {n},"
+                      f"{cats[(n + changed) % 4]},{statuses[n % len(statuses)]}\n")
 
 
 def child(task: str, site: Path, source: str, trace: bool) -> None:
@@ -64,9 +69,9 @@ def child(task: str, site: Path, source: str, trace: bool) -> None:
         if trace:
             tracemalloc.start()
         started = time.perf_counter()
-        if task == "import":
-            report = import_csv(store, settings, Path(source))
-            rows = report.added
+        if task in ("import", "update"):
+            report = import_csv(store, settings, Path(source), update=task == "update")
+            rows = report.added + report.updated
             assert report.written and not report.problems, report
         else:
             with open(source, "w", encoding="utf-8", newline="") as out:
@@ -92,8 +97,10 @@ class Sites:
     def __init__(self, folder: Path, cluster: object | None) -> None:
         self.folder, self.cluster, self.count = folder, cluster, 0
 
-    def run(self, backend: str, rows: int, sources: dict[int, Path], *,
-            export: bool, trace: bool = False) -> tuple[Figures, Figures | None]:
+    def run(self, backend: str, rows: int, sources: dict[int, Path], *, export: bool,
+            trace: bool = False, update: Path | None = None) -> tuple[Figures, Figures | None]:
+        """Import `rows` into a fresh store, then export it (or import `update` into it
+        with --update: that figure is returned in place of the export's)."""
         self.count += 1
         site = self.folder / f"site{self.count}"
         site.mkdir()
@@ -102,7 +109,8 @@ class Sites:
         (site / "newsletter.toml").write_text(CONFIG.format(store=store), encoding="utf-8")
         try:
             imported = run_child("import", site, sources[rows], trace)
-            exported = run_child("export", site, site / "out.csv", trace) if export else None
+            exported = run_child("export", site, site / "out.csv", trace) if export \
+                else run_child("update", site, update) if update else None
         finally:
             if url:
                 self.cluster.drop(url)  # type: ignore[attr-defined]
@@ -161,6 +169,8 @@ def main() -> None:
         sources = {rows: folder / f"in{rows}.csv" for rows in (IMPORT_ROWS, *sizes)}
         for rows, path in sources.items():
             write_csv(path, rows)
+        changes = folder / "changes.csv"
+        write_csv(changes, IMPORT_ROWS, changed=True)
         try:
             if cluster is not None:
                 cluster.start()
@@ -168,8 +178,11 @@ def main() -> None:
             sites = Sites(folder, cluster)
             for _ in range(args.rounds):  # A B A B: the machine's drift hits both alike
                 for backend in backends:
-                    imported, _ = sites.run(backend, IMPORT_ROWS, sources, export=False)
+                    imported, updated = sites.run(backend, IMPORT_ROWS, sources,
+                                                  export=False, update=changes)
+                    assert updated is not None
                     note("import", backend, imported["seconds"])
+                    note("update", backend, updated["seconds"])
                     for rows in sizes:
                         imported, exported = sites.run(backend, rows, sources, export=True)
                         assert exported is not None
@@ -192,6 +205,7 @@ def main() -> None:
     print(f"{'':<34}" + "".join(f"{b:>26}" for b in backends)
           + (f"{'PostgreSQL / SQLite':>26}" if len(backends) == 2 else ""))
     table(f"import {IMPORT_ROWS:,} rows, s", backends, figures["import"], ".2f")
+    table(f"then --update all {IMPORT_ROWS:,}, s", backends, figures["update"], ".2f")
     for kind, unit, fmt in (("import", "rows/s", ",.0f"), ("export", "rows/s", ",.0f"),
                             ("rss", "MB", ".0f")):
         for rows in sizes:
