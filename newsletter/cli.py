@@ -302,7 +302,7 @@ def subscribers_prune(obj: _Context) -> None:
 def subscribers_list(obj: _Context, status: str | None, category: str | None,
                      as_json: bool) -> None:
     """List subscribers, then counts per status and per category."""
-    from newsletter.subscribers import parse_categories, parse_status, subscriber_line
+    from newsletter.subscribers import json_listing, parse_categories, parse_status, subscriber_line
 
     subs = _subscribers(obj)
     status = parse_status(status) if status else None
@@ -311,9 +311,9 @@ def subscribers_list(obj: _Context, status: str | None, category: str | None,
     found = subs.store.subscribers(status=status, category=category)
     by_status, by_category = subs.store.counts()
     if as_json:
-        click.echo(json.dumps({"subscribers": [s.to_dict() for s in found],
-                               "counts": {"status": by_status, "category": by_category}},
-                              ensure_ascii=False, indent=2))
+        for piece in json_listing(found, {"status": by_status, "category": by_category}):
+            click.echo(piece, nl=False)
+        click.echo()
         return
     for sub in found:
         click.echo(subscriber_line(sub))

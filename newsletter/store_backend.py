@@ -9,7 +9,7 @@ things: a write transaction (writers queue), the schema version and the tables p
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -64,6 +64,8 @@ class Connection(Protocol):
     """What `Store` asks of a connection: sqlite3.Connection has it, `PgConnection` too."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> object: ...
 
 
 def is_url(location: Path | str) -> bool:

@@ -3,14 +3,68 @@ import's scratch table, erasure and counts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 from newsletter.rows import Subscriber, join_categories, now_iso, split_categories
 from newsletter.store_backend import Connection
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+# subscribers read per query when listing: enough to amortize a round trip, few enough
+# to keep memory flat at any list size
+PAGE = 1000
+INSERT = ("INSERT INTO subscribers (email, email_key, name, categories, status, source, "
+          "created_at, confirmed_at, updated_at, unsubscribed_at) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class NewSubscriber(NamedTuple):
+    email: str
+    email_key: str
+    name: str
+    categories: tuple[str, ...]
+    status: str
+    source: str
+    created_at: str | None = None
+
+
+class SubscriberChange(NamedTuple):
+    """What to change of one subscriber (None: leave it)."""
+    id: int
+    name: str | None = None
+    categories: tuple[str, ...] | None = None
+    status: str | None = None
+
+
+def _insert_values(new: NewSubscriber) -> tuple[Any, ...]:
+    stamp = now_iso()
+    return (new.email, new.email_key, new.name, join_categories(new.categories), new.status,
+            new.source, new.created_at or stamp, stamp if new.status == "active" else None,
+            stamp, stamp if new.status == "unsubscribed" else None)
+
+
+def _update(change: SubscriberChange) -> tuple[str, tuple[Any, ...]]:
+    """The UPDATE statement for a change (and its time stamps), and its arguments."""
+    fields: dict[str, Any] = {"updated_at": now_iso()}
+    if change.name is not None:
+        fields["name"] = change.name
+    if change.categories is not None:
+        fields["categories"] = join_categories(change.categories)
+    if change.status is not None:
+        fields["status"] = change.status
+        if change.status == "active":
+            fields["confirmed_at"] = fields["updated_at"]
+            fields["unsubscribed_at"] = None
+        if change.status == "unsubscribed":
+            fields["unsubscribed_at"] = fields["updated_at"]
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    return (f"UPDATE subscribers SET {assignments} WHERE id = ?",
+            (*fields.values(), change.id))
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
 
 
 class SubscriberStore:
@@ -32,34 +86,27 @@ class SubscriberStore:
     def insert_subscriber(self, db: Connection, *, email: str, email_key: str,
                           name: str, categories: tuple[str, ...], status: str, source: str,
                           created_at: str | None = None) -> int:
-        stamp = now_iso()
-        cursor = db.execute(
-            "INSERT INTO subscribers (email, email_key, name, categories, status, source, "
-            "created_at, confirmed_at, updated_at, unsubscribed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (email, email_key, name, join_categories(categories), status, source,
-             created_at or stamp, stamp if status == "active" else None, stamp,
-             stamp if status == "unsubscribed" else None))
+        cursor = db.execute(INSERT, _insert_values(NewSubscriber(
+            email, email_key, name, categories, status, source, created_at)))
         return int(cursor.lastrowid or 0)
+
+    def insert_subscribers(self, db: Connection, people: Iterable[NewSubscriber]) -> None:
+        """Many inserts as one batch (one statement on PostgreSQL, not a round trip each)."""
+        db.executemany(INSERT, [_insert_values(new) for new in people])
 
     def update_subscriber(self, db: Connection, subscriber_id: int, *,
                           name: str | None = None, categories: tuple[str, ...] | None = None,
                           status: str | None = None) -> None:
-        fields: dict[str, Any] = {"updated_at": now_iso()}
-        if name is not None:
-            fields["name"] = name
-        if categories is not None:
-            fields["categories"] = join_categories(categories)
-        if status is not None:
-            fields["status"] = status
-            if status == "active":
-                fields["confirmed_at"] = fields["updated_at"]
-                fields["unsubscribed_at"] = None
-            if status == "unsubscribed":
-                fields["unsubscribed_at"] = fields["updated_at"]
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?",
-                   (*fields.values(), subscriber_id))
+        db.execute(*_update(SubscriberChange(subscriber_id, name, categories, status)))
+
+    def update_subscribers(self, db: Connection, changes: Iterable[SubscriberChange]) -> None:
+        """Many updates in one batch per set of columns changed (pipelined on PostgreSQL)."""
+        batches: dict[str, list[tuple[Any, ...]]] = {}
+        for change in changes:
+            sql, args = _update(change)
+            batches.setdefault(sql, []).append(args)
+        for sql, many in batches.items():
+            db.executemany(sql, many)
 
     def set_status(self, subscriber_id: int, status: str) -> None:
         """Change the status (and its time stamps) only when it differs."""
@@ -75,14 +122,21 @@ class SubscriberStore:
                    "(email_key TEXT PRIMARY KEY, line INTEGER)")
         db.execute("DELETE FROM import_seen")
 
-    def seen_in_import(self, db: Connection, email_key: str, line: int) -> int | None:
-        """The line that had this address before in the import, or None (and remember it)."""
-        # one statement for the usual new address (a round trip less on PostgreSQL)
-        if db.execute("INSERT INTO import_seen VALUES (?, ?) ON CONFLICT DO NOTHING",
-                      (email_key, line)).rowcount:
-            return None
-        return int(db.execute("SELECT line FROM import_seen WHERE email_key = ?",
-                              (email_key,)).fetchone()[0])
+    def seen_in_import(self, db: Connection, keys: Sequence[str]) -> dict[str, int]:
+        """The line where the import had each of these addresses before (those it had)."""
+        return {row[0]: int(row[1]) for row in db.execute(
+            f"SELECT email_key, line FROM import_seen WHERE email_key IN ({_marks(keys)})",
+            tuple(keys))} if keys else {}
+
+    def remember_in_import(self, db: Connection, lines: dict[str, int]) -> None:
+        """Addresses the import has now seen, with their lines (none seen before)."""
+        db.executemany("INSERT INTO import_seen VALUES (?, ?)", list(lines.items()))
+
+    def subscribers_by_key(self, db: Connection, keys: Sequence[str]) -> dict[str, Subscriber]:
+        """The subscribers with these keys (those there are), in one query."""
+        return {row["email_key"]: Subscriber.from_row(row) for row in db.execute(
+            f"SELECT * FROM subscribers WHERE email_key IN ({_marks(keys)})",
+            tuple(keys))} if keys else {}
 
     def erase_subscriber(self, email_key: str) -> int:
         """Delete the person everywhere: their row and every delivery row naming them."""
@@ -101,18 +155,26 @@ class SubscriberStore:
 
     def subscribers(self, *, status: str | None = None,
                     category: str | None = None) -> Iterator[Subscriber]:
-        sql, args = "SELECT * FROM subscribers", []
-        clauses = []
+        """In id order, a page at a time: memory stays bounded on both backends (psycopg
+        would hold a whole result in memory), and no cursor stays open between pages, so
+        the caller may use the store while it iterates."""
+        clauses, args = ["id > ?"], []
         if status:
             clauses.append("status = ?")
             args.append(status)
         if category:
             clauses.append("(categories = '' OR ';' || categories || ';' LIKE ?)")
             args.append(f"%;{category};%")
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        for row in self.db.execute(sql + " ORDER BY id", args):
-            yield Subscriber.from_row(row)
+        sql = (f"SELECT * FROM subscribers WHERE {' AND '.join(clauses)} "
+               "ORDER BY id LIMIT ?")
+        last = 0  # ids start at 1 on both backends
+        while True:
+            page = self.db.execute(sql, (last, *args, PAGE)).fetchall()
+            for row in page:
+                yield Subscriber.from_row(row)
+            if len(page) < PAGE:
+                return
+            last = page[-1]["id"]
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Subscribers per status, and active subscribers per chosen category ('' = all)."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
+import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
@@ -16,9 +18,14 @@ from newsletter.config import Settings
 from newsletter.errors import SubscriberError
 from newsletter.store import STATUSES, Store, Subscriber
 from newsletter.store_backend import INTEGRITY_ERRORS, Connection
+from newsletter.store_subscribers import NewSubscriber, SubscriberChange
 
 LEFT = ("unsubscribed", "bounced", "complained")  # statuses an import never raises
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "created", "source")
+# import rows looked up and written together: a few round trips a chunk instead of a few
+# a row (PostgreSQL), and a chunk's rows are all the import holds in memory; its look-ups
+# name each address once (at most 999 parameters in older SQLite)
+CHUNK = 500
 # Column names of other tools' exports (Mailchimp, listmonk) mapped to ours.
 _COLUMN_ALIASES = {
     "email": "email", "email address": "email", "e-mail": "email", "mail": "email",
@@ -226,11 +233,9 @@ def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = 
     try:
         with handle, store.write() as db:
             store.start_import(db)
-            for line, row in _open_csv(handle, label):
-                try:
-                    _import_row(store, settings, db, row, (label, line), update, report)
-                except SubscriberError as exc:
-                    report.problems.append(RowProblem(label, line, str(exc)))
+            rows = _open_csv(handle, label)
+            while chunk := list(itertools.islice(rows, CHUNK)):
+                _import_chunk(store, settings, db, chunk, label, update, report)
             if dry_run or (report.problems and not skip_invalid):
                 raise _Discard
             report.written = True
@@ -247,22 +252,58 @@ class _Discard(Exception):
     """Roll the import's transaction back (dry run, or bad rows without --skip-invalid)."""
 
 
-def _import_row(store: Store, settings: Settings, db: Connection, row: dict[str, str],
-                where: tuple[str, int], update: bool, report: ImportReport) -> None:
-    line = where[1]
-    address, key = new_address(row.get("email", ""), settings)
-    first = store.seen_in_import(db, key, line)
+@dataclass
+class _Chunk:
+    """What one chunk of rows found in the store, and what it will write."""
+    seen: dict[str, int]  # key -> the line that had it, in an earlier chunk
+    existing: dict[str, Subscriber]
+    fresh: dict[str, int] = field(default_factory=dict)  # key -> line, in this chunk
+    adds: list[NewSubscriber] = field(default_factory=list)
+    changes: list[SubscriberChange] = field(default_factory=list)
+
+
+def _import_chunk(store: Store, settings: Settings, db: Connection,
+                  rows: list[tuple[int, dict[str, str]]], label: str, update: bool,
+                  report: ImportReport) -> None:
+    """Rows in file order against two look-ups (addresses earlier lines had, subscribers
+    already there), then the chunk's writes in batches: a few round trips a chunk."""
+    addresses: list[tuple[str, str] | SubscriberError] = []
+    for _, row in rows:
+        try:
+            addresses.append(new_address(row.get("email", ""), settings))
+        except SubscriberError as exc:
+            addresses.append(exc)
+    keys = [found[1] for found in addresses if isinstance(found, tuple)]
+    chunk = _Chunk(store.seen_in_import(db, keys), store.subscribers_by_key(db, keys))
+    for (line, row), found in zip(rows, addresses, strict=True):
+        try:
+            if isinstance(found, SubscriberError):
+                raise found  # reported in its line's turn, as every other row problem
+            _import_row(chunk, settings, row, found, (label, line), update, report)
+        except SubscriberError as exc:
+            report.problems.append(RowProblem(label, line, str(exc)))
+    store.remember_in_import(db, chunk.fresh)
+    store.insert_subscribers(db, chunk.adds)
+    store.update_subscribers(db, chunk.changes)
+
+
+def _import_row(chunk: _Chunk, settings: Settings, row: dict[str, str],
+                found: tuple[str, str], where: tuple[str, int], update: bool,
+                report: ImportReport) -> None:
+    address, key = found
+    first = chunk.seen.get(key, chunk.fresh.get(key))
     if first is not None:
         raise SubscriberError(f"duplicate of line {first} ({address})")
+    chunk.fresh[key] = where[1]
     categories = parse_categories(row.get("categories"), settings)
     status = parse_status(row["status"]) if row.get("status", "").strip() else None
     name = clean_name(row.get("name", ""))
-    existing = store.subscriber(key)
+    existing = chunk.existing.get(key)
     if existing is None:
-        store.insert_subscriber(db, email=address, email_key=key, name=name,
-                                categories=categories, status=status or "active",
-                                source=row.get("source", "").strip() or "import",
-                                created_at=row.get("created", "").strip() or None)
+        chunk.adds.append(NewSubscriber(
+            email=address, email_key=key, name=name, categories=categories,
+            status=status or "active", source=row.get("source", "").strip() or "import",
+            created_at=row.get("created", "").strip() or None))
         report.added += 1
     elif update:
         if existing.status in LEFT and status in ("active", "pending"):
@@ -271,10 +312,9 @@ def _import_row(store: Store, settings: Settings, db: Connection, row: dict[str,
                 "subscribes them again (they can sign up themselves)"))
             status = None
         # only the columns the file has: a file without `categories` keeps them
-        store.update_subscriber(db, existing.id,
-                                name=name if "name" in row else None,
-                                categories=categories if "categories" in row else None,
-                                status=status)
+        chunk.changes.append(SubscriberChange(
+            existing.id, name=name if "name" in row else None,
+            categories=categories if "categories" in row else None, status=status))
         report.updated += 1
     else:
         report.unchanged += 1
@@ -304,6 +344,22 @@ def export_csv(store: Store, out: IO[str]) -> int:
             sub.source)])
         count += 1
     return count
+
+
+def json_listing(found: Iterable[Subscriber], counts: dict[str, Any]) -> Iterator[str]:
+    """`{"subscribers": […], "counts": {…}}` exactly as `json.dumps(indent=2)` writes it,
+    a subscriber at a time: a list of any length in bounded memory."""
+    yield '{\n  "subscribers": ['
+    separator = "\n"
+    for sub in found:
+        yield separator + _indented(sub.to_dict(), "    ")
+        separator = ",\n"
+    yield ("]" if separator == "\n" else "\n  ]") + ',\n  "counts": ' \
+        + _indented(counts, "  ").lstrip() + "\n}"
+
+
+def _indented(value: Any, prefix: str) -> str:
+    return textwrap.indent(json.dumps(value, ensure_ascii=False, indent=2), prefix)
 
 
 def subscriber_line(sub: Subscriber) -> str:
