@@ -308,15 +308,16 @@ def subscribers_list(obj: _Context, status: str | None, category: str | None,
     status = parse_status(status) if status else None
     if category:
         parse_categories(category, obj.settings)
-    found = subs.store.subscribers(status=status, category=category)
-    by_status, by_category = subs.store.counts()
-    if as_json:
-        for piece in json_listing(found, {"status": by_status, "category": by_category}):
-            click.echo(piece, nl=False)
-        click.echo()
-        return
-    for sub in found:
-        click.echo(subscriber_line(sub))
+    with subs.store.snapshot():  # the rows and the counts of one moment
+        found = subs.store.subscribers(status=status, category=category)
+        by_status, by_category = subs.store.counts()
+        if as_json:
+            for piece in json_listing(found, {"status": by_status, "category": by_category}):
+                click.echo(piece, nl=False)
+            click.echo()
+            return
+        for sub in found:
+            click.echo(subscriber_line(sub))
     click.echo("status: " + ", ".join(f"{k} {v}" for k, v in by_status.items()))
     click.echo("active per category: " + ", ".join(
         f"{k or '(all)'} {v}" for k, v in sorted(by_category.items())))

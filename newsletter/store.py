@@ -192,6 +192,11 @@ class Store(SignupStore, Claims, Copying):
         """One write transaction; writers queue on the lock instead of failing."""
         return self.backend.write()
 
+    def snapshot(self) -> AbstractContextManager[Connection]:
+        """Reads that must agree with each other (a listing and its counts, an export),
+        however long they take and whatever is written meanwhile."""
+        return self.backend.snapshot()
+
     def transaction(self) -> AbstractContextManager[Connection]:
         """A transaction for row-level writes that need no queue (journal results): on
         SQLite the write lock all the same, on PostgreSQL without the advisory lock, so

@@ -129,6 +129,16 @@ class SqliteBackend:
     def transaction(self) -> AbstractContextManager[Connection]:
         return self.write()  # SQLite has one kind of write transaction
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read transaction: every query in it sees the store as of its first read
+        (WAL), whatever other processes commit meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            self.db.execute("COMMIT")
+
     def version(self, db: Connection) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 

@@ -32,7 +32,8 @@ _ONE_ROW_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(subscribers|editions|deliver
                              r"bounces)\b.*\bVALUES\b", re.IGNORECASE | re.DOTALL)
 _DDL = re.compile(r"^\s*(CREATE|ALTER)\s+TABLE\b", re.IGNORECASE)
 # the one row of a plain insert: `INSERT [OR IGNORE] INTO t (…) VALUES (?, ?, …)`
-_VALUES_ROW = re.compile(r"^\s*INSERT\b[^;]*\bVALUES\s*(\([?,\s]*\))\s*$", re.IGNORECASE)
+_VALUES_ROW = re.compile(r"^\s*INSERT\s+(?:OR\s+IGNORE\s+)?INTO\s+\w+\s*(?:\([^()?]*\))?"
+                        r"\s*VALUES\s*(\([?,\s]*\))\s*$", re.IGNORECASE)
 MAX_PARAMETERS = 65535  # in one statement (the protocol counts them in 16 bits)
 
 
@@ -74,7 +75,10 @@ def _many_rows(sql: str, rows: int) -> str:
     values = ", ".join("(" + ", ".join(f"${row * width + column + 1}"
                                        for column in range(width)) + ")"
                        for row in range(rows))
-    return to_postgres(sql[:match.start(1)] + values)
+    text = sql[:match.start(1)] + values  # no `%s` here: a `%` stays as it is
+    if _IGNORE.match(text):
+        text = _IGNORE.sub("INSERT INTO", text, count=1) + " ON CONFLICT DO NOTHING"
+    return text
 
 
 def _raise(exc: psycopg.Error) -> NoReturn:
@@ -215,6 +219,16 @@ class PgBackend:
                 self._run("ROLLBACK")
             raise
         self._run("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read-only transaction that sees the store as of its first query."""
+        self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield self.db
+        finally:
+            if not self.raw.closed:
+                self._run("COMMIT")
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,8 +23,9 @@ LEFT = ("unsubscribed", "bounced", "complained")  # statuses an import never rai
 EXPORT_COLUMNS = ("email", "name", "categories", "status", "created", "source")
 # import rows looked up and written together: a few round trips a chunk instead of a few
 # a row (PostgreSQL), and a chunk's rows are all the import holds in memory; its look-ups
-# name each address once (at most 999 parameters in older SQLite)
+# name at most CHUNK addresses (older SQLite takes at most 999 parameters)
 CHUNK = 500
+CHUNK_CHARACTERS = 4_000_000  # …or fewer rows when they are wide (cells of up to 128K)
 # Column names of other tools' exports (Mailchimp, listmonk) mapped to ours.
 _COLUMN_ALIASES = {
     "email": "email", "email address": "email", "e-mail": "email", "mail": "email",
@@ -233,8 +233,7 @@ def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = 
     try:
         with handle, store.write() as db:
             store.start_import(db)
-            rows = _open_csv(handle, label)
-            while chunk := list(itertools.islice(rows, CHUNK)):
+            for chunk in _chunks(_open_csv(handle, label)):
                 _import_chunk(store, settings, db, chunk, label, update, report)
             if dry_run or (report.problems and not skip_invalid):
                 raise _Discard
@@ -250,6 +249,20 @@ def import_csv(store: Store, settings: Settings, path: Path, *, dry_run: bool = 
 
 class _Discard(Exception):
     """Roll the import's transaction back (dry run, or bad rows without --skip-invalid)."""
+
+
+def _chunks(rows: Iterable[tuple[int, dict[str, str]]]
+            ) -> Iterator[list[tuple[int, dict[str, str]]]]:
+    chunk: list[tuple[int, dict[str, str]]] = []
+    size = 0
+    for line, row in rows:
+        chunk.append((line, row))
+        size += sum(len(value or "") for value in row.values())
+        if len(chunk) == CHUNK or size >= CHUNK_CHARACTERS:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 @dataclass
@@ -273,7 +286,7 @@ def _import_chunk(store: Store, settings: Settings, db: Connection,
             addresses.append(new_address(row.get("email", ""), settings))
         except SubscriberError as exc:
             addresses.append(exc)
-    keys = [found[1] for found in addresses if isinstance(found, tuple)]
+    keys = list(dict.fromkeys(found[1] for found in addresses if isinstance(found, tuple)))
     chunk = _Chunk(store.seen_in_import(db, keys), store.subscribers_by_key(db, keys))
     for (line, row), found in zip(rows, addresses, strict=True):
         try:
@@ -302,8 +315,9 @@ def _import_row(chunk: _Chunk, settings: Settings, row: dict[str, str],
     if existing is None:
         chunk.adds.append(NewSubscriber(
             email=address, email_key=key, name=name, categories=categories,
-            status=status or "active", source=row.get("source", "").strip() or "import",
-            created_at=row.get("created", "").strip() or None))
+            # printable text only: a NUL is refused by PostgreSQL, stored by SQLite
+            status=status or "active", source=clean_name(row.get("source", "")) or "import",
+            created_at=clean_name(row.get("created", "")) or None))
         report.added += 1
     elif update:
         if existing.status in LEFT and status in ("active", "pending"):
@@ -338,11 +352,12 @@ def export_csv(store: Store, out: IO[str]) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    for sub in store.subscribers():
-        writer.writerow([escape_cell(v) for v in (
-            sub.email, sub.name, ";".join(sub.categories), sub.status, sub.created_at,
-            sub.source)])
-        count += 1
+    with store.snapshot():  # one moment's list, however long the export takes
+        for sub in store.subscribers():
+            writer.writerow([escape_cell(v) for v in (
+                sub.email, sub.name, ";".join(sub.categories), sub.status, sub.created_at,
+                sub.source)])
+            count += 1
     return count
 
 
@@ -359,7 +374,9 @@ def json_listing(found: Iterable[Subscriber], counts: dict[str, Any]) -> Iterato
 
 
 def _indented(value: Any, prefix: str) -> str:
-    return textwrap.indent(json.dumps(value, ensure_ascii=False, indent=2), prefix)
+    # JSON escapes every newline inside strings: each "\n" left starts a line of its own
+    # (unlike textwrap, which also breaks at U+2028 in a value)
+    return prefix + json.dumps(value, ensure_ascii=False, indent=2).replace("\n", "\n" + prefix)
 
 
 def subscriber_line(sub: Subscriber) -> str:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from newsletter.cli import cli
 from newsletter.config import ConfigError, load_settings
 from newsletter.store import Store
-from newsletter.store_pg import to_postgres
+from newsletter.store_pg import _VALUES_ROW, _many_rows, to_postgres
 from tests.conftest import CONFIG, free_port
 
 
@@ -43,6 +43,14 @@ def test_store_url_checked_at_load(site: Path, store: str, message: str) -> None
         load_settings(config)
     assert str(caught.value) == f"{config}: {message}"
     assert "hunter2" not in str(caught.value)
+
+
+def test_many_rows_of_one_insert() -> None:
+    # the server's own $n placeholders: a literal `%` stays, OR IGNORE still translated
+    assert _many_rows('INSERT OR IGNORE INTO t (a, "b%") VALUES (?, ?)', 2) == \
+        'INSERT INTO t (a, "b%") VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING'
+    assert _VALUES_ROW.match("INSERT INTO t SELECT ?, ? UNION ALL VALUES (?, ?)") is None
+    assert _VALUES_ROW.match("INSERT INTO t (a) VALUES (?), (?)") is None
 
 
 def test_sql_translation() -> None:

@@ -59,6 +59,9 @@ def test_every_chunk_size_imports_the_same(settings: Settings, site: Path,
     for size in (1, 2, 3, 4, 6):  # each duplicate and bad row lands on some chunk's edge
         monkeypatch.setattr(newsletter.subscribers, "CHUNK", size)
         assert import_once(settings, site, *flags) == whole, size
+    monkeypatch.setattr(newsletter.subscribers, "CHUNK", 500)
+    monkeypatch.setattr(newsletter.subscribers, "CHUNK_CHARACTERS", 40)  # wide rows: 1–2
+    assert import_once(settings, site, *flags) == whole
     csv = site / "in.csv"
     assert whole[2].splitlines()[:7] == [
         f"{csv}:4: duplicate of line 2 (NEW1@example.com)",
@@ -110,3 +113,16 @@ def test_a_long_file_over_many_chunks(settings: Settings, site: Path,
     with Store(settings.store_location) as store:
         assert [s.email for s in store.subscribers()] == \
             [f"r{n}@example.com" for n in range(50) if n not in (20, 49)]  # in file order
+
+
+def test_control_characters_in_source_and_created_are_no_error(settings: Settings,
+                                                              site: Path) -> None:
+    # PostgreSQL refuses a NUL in text, SQLite stores it: both keep printable text only
+    (site / "in.csv").write_text("email,source,created\n"
+                                 "n@example.com,cr\x00m\u2028feed,2024-01-01\x00\n",
+                                 encoding="utf-8")
+    result = run("subscribers", "import", str(site / "in.csv"))
+    assert result.exit_code == 0, result.output
+    with Store(settings.store_location) as store:
+        sub = store.subscriber("n@example.com")
+        assert sub is not None and (sub.source, sub.created_at) == ("cr m feed", "2024-01-01")
