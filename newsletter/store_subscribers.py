@@ -157,7 +157,8 @@ class SubscriberStore:
                     category: str | None = None) -> Iterator[Subscriber]:
         """In id order, a page at a time: memory stays bounded on both backends (psycopg
         would hold a whole result in memory), and no cursor stays open between pages, so
-        the caller may use the store while it iterates."""
+        the caller may use the store while it iterates. Inside `Store.snapshot()` every
+        page sees the same moment."""
         clauses, args = ["id > ?"], []
         if status:
             clauses.append("status = ?")
