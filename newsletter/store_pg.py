@@ -37,6 +37,13 @@ _VALUES_ROW = re.compile(r"^\s*INSERT\s+(?:OR\s+IGNORE\s+)?INTO\s+\w+\s*(?:\([^(
 MAX_PARAMETERS = 65535  # in one statement (the protocol counts them in 16 bits)
 
 
+def _on_conflict(sql: str) -> str:
+    """SQLite's `INSERT OR IGNORE` in PostgreSQL's words."""
+    if _IGNORE.match(sql):
+        return _IGNORE.sub("INSERT INTO", sql, count=1) + " ON CONFLICT DO NOTHING"
+    return sql
+
+
 @functools.lru_cache(maxsize=1024)
 def to_postgres(sql: str) -> str:
     """SQLite's SQL as PostgreSQL reads it: `?` outside quotes becomes `%s`, a literal `%`
@@ -53,8 +60,7 @@ def to_postgres(sql: str) -> str:
         else:
             out.append(char)
     text = "".join(out)
-    if _IGNORE.match(text):
-        text = _IGNORE.sub("INSERT INTO", text, count=1) + " ON CONFLICT DO NOTHING"
+    text = _on_conflict(text)
     if _ONE_ROW_INSERT.match(text) and "RETURNING" not in text.upper() \
             and not re.search(r"\)\s*,\s*\(", text.partition("VALUES")[2]):
         text += " RETURNING id"
@@ -75,10 +81,7 @@ def _many_rows(sql: str, rows: int) -> str:
     values = ", ".join("(" + ", ".join(f"${row * width + column + 1}"
                                        for column in range(width)) + ")"
                        for row in range(rows))
-    text = sql[:match.start(1)] + values  # no `%s` here: a `%` stays as it is
-    if _IGNORE.match(text):
-        text = _IGNORE.sub("INSERT INTO", text, count=1) + " ON CONFLICT DO NOTHING"
-    return text
+    return _on_conflict(sql[:match.start(1)] + values)  # no `%s`: a `%` stays as it is
 
 
 def _raise(exc: psycopg.Error) -> NoReturn:
